@@ -1,0 +1,53 @@
+"""Preprocessing: Sobel magnitude (+ direction) and max pooling of a frames shard, batched on the device."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .atomic import atomic_path
+from .config import Config
+from .filters import max_pool, max_pool_by, sobel_magnitude_direction
+from .shards import ShardWriter, iter_batches
+
+
+def features(frames: torch.Tensor, pool_levels: int = 1, direction: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Feature maps of a (N, H, W) batch whose NaN pixels are masked.
+
+    Returns ``(features, valid)``: features (N, C, H/2^L, W/2^L) with channels intensity, Sobel magnitude
+    (and direction, taken at the strongest edge of each pooling window), and ``valid``, the fraction of
+    unmasked pixels under each pooled pixel. Masked pixels are filled with the frame's median before
+    filtering and their own gradient is set to 0, so NaN never reaches a neighbour's gradient.
+    """
+    mask = torch.isnan(frames)
+    median = torch.nanmedian(frames.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
+    filled = torch.where(mask, median, frames)
+    mag, theta = sobel_magnitude_direction(filled)
+    mag = mag.masked_fill(mask, 0.0)
+    channels = [max_pool(filled, pool_levels), max_pool(mag, pool_levels)]
+    if direction:
+        channels.append(max_pool_by(theta, mag, pool_levels))
+    valid = (~mask).float()[:, None]
+    for _ in range(pool_levels):
+        valid = F.avg_pool2d(valid, 2)
+    return torch.stack(channels, dim=1), valid[:, 0]
+
+
+def preprocess_shard(cfg: Config, frames_path: str | Path, out: str | Path, device: torch.device) -> int:
+    """Filter every frame of a shard into ``out`` (HDF5 datasets ``features``, ``valid``, ``label``)."""
+    p = cfg.preprocess
+    size = cfg.feature_size
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        writer = ShardWriter(f)
+        f.attrs["channels"] = ["intensity", "sobel"] + (["direction"] if p.direction else [])
+        f.attrs["pool_levels"] = p.pool_levels
+        for batch in iter_batches(frames_path, ["frames", "label"], p.batch_size):
+            x = torch.from_numpy(batch["frames"]).to(device)
+            feats, valid = features(x, p.pool_levels, p.direction)
+            writer.append(features=feats.cpu().numpy(), valid=valid.cpu().numpy(), label=batch["label"])
+        writer.ensure(features=((cfg.channels, size, size), "float32"), valid=((size, size), "float32"),
+                      label=((), "int64"))
+        return writer.n
