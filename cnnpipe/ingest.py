@@ -70,21 +70,25 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 
 
+def printable(path: str) -> str:
+    """A path as valid UTF-8 text: bytes that are not UTF-8 (surrogate-escaped by the OS) become \\xNN."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def _row(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
          header="{}") -> dict:
-    return dict(source=source, key=key, index=index, shard=shard, row=row, height=height, width=width,
+    return dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
                 status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header)
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically; file names that are not valid UTF-8 round-trip through surrogateescape."""
+    """Write a CSV atomically (temp name, then rename)."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False, errors="surrogateescape")
+        df.to_csv(tmp, index=False)
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], encoding_errors="surrogateescape",
-                       dtype={"source": str, "key": str, "reason": str})
+    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"source": str, "key": str, "reason": str})
 
 
 def merge_manifests(parts: list[str | Path], out: str | Path) -> pd.DataFrame:

@@ -160,6 +160,13 @@ def _one_line(exc: BaseException) -> str:
     return text[:300]
 
 
+def _float_frames(block) -> np.ndarray:
+    """Native-endian float32 copy with every non-finite pixel (NaN, +-inf) set to NaN, the mask marker."""
+    out = np.asarray(block, dtype=np.float32)
+    out[~np.isfinite(out)] = np.nan
+    return out
+
+
 HEADER_CARDS = ("OBJECT", "TELESCOP", "INSTRUME", "DATE-OBS", "FILTER", "EXPTIME", "RA", "DEC")
 
 
@@ -204,7 +211,7 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                     planes = shape[0] if len(shape) == 3 else 1
                     for start in range(0, planes, chunk_frames):
                         block = hdu.section[start:start + chunk_frames] if len(shape) == 3 else hdu.data[None]
-                        block = np.asarray(block, dtype=np.float32)
+                        block = _float_frames(block)
                         for j, img in enumerate(block):
                             yield Frame(path, key, start + j, img, header=header)
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
@@ -226,7 +233,7 @@ def read_hdf5(unit: Unit, chunk_frames: int = 64, labels_name: str | None = None
                      for k, v in ds.attrs.items() if np.ndim(v) == 0}
             for start in range(unit.start, unit.stop, chunk_frames):
                 stop = min(unit.stop, start + chunk_frames)
-                block = np.asarray(ds[start:stop], dtype=np.float32)
+                block = _float_frames(ds[start:stop])
                 if block.ndim == 4:
                     block = block.mean(axis=1)
                 lab = np.asarray(labels[start:stop]) if labels is not None else np.full(stop - start, -1)

@@ -1,0 +1,119 @@
+"""Sharded ingestion: good files land in shards with the right pixels, bad ones are quarantined, writes are atomic."""
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+import corpus
+from cnnpipe import config, ingest
+from cnnpipe.normalise import normalise
+from cnnpipe.tiling import tile_starts, tiles
+
+
+def _cfg(inputs, **ingest_over):
+    return config.parse({"inputs": inputs, "ingest": {"n_shards": 3, "tile_size": 16, "tile_overlap": 4,
+                                                      "normalise": {"method": "zscore"}, **ingest_over}})
+
+
+def _run(cfg, out):
+    parts = []
+    for s in range(cfg.ingest.n_shards):
+        rows = ingest.ingest_shard(cfg, s, out / f"shard-{s}.h5")
+        ingest.write_csv(rows, out / f"manifest-{s}.csv")
+        parts.append(out / f"manifest-{s}.csv")
+    return ingest.merge_manifests(parts, out / "manifest.csv")
+
+
+def test_good_and_bad_in_one_run(corpus_dir, tmp_path):
+    cfg = _cfg([str(corpus_dir / "good"), str(corpus_dir / "bad"), str(tmp_path / "missing.fits")])
+    df = _run(cfg, tmp_path)
+    assert list(df.columns)[:9] == ["source", "key", "index", "shard", "row", "height", "width", "status", "reason"]
+    reasons = corpus.bad(tmp_path / "expect")
+    q = df[df.status == "quarantined"]
+    for name, why in reasons.items():
+        rows = q[q.source.str.endswith("/" + name)]
+        assert len(rows) >= 1, name
+        assert why.lower() in rows.reason.iloc[0].lower(), (name, rows.reason.iloc[0])
+    assert q[q.source.str.endswith("missing.fits")].reason.tolist() == ["path does not exist"]
+    ok = df[df.status == "ok"]
+    good = corpus.good(tmp_path / "expect_good")
+    frames_per_file = ok.groupby("source").apply(lambda g: len(set(zip(g.key, g.frame))))
+    for name, frames in good.items():
+        assert frames_per_file[[s for s in frames_per_file.index if s.endswith("/" + name)][0]] == len(frames)
+    # every ok row points at a real shard row, and shard row counts add up
+    total = sum(h5py.File(tmp_path / f"shard-{s}.h5")["frames"].shape[0] for s in range(3))
+    assert total == len(ok) and set(ok.shard) == {0, 1, 2}
+
+
+def test_shard_pixels_equal_normalised_tiles(corpus_dir, tmp_path):
+    cfg = _cfg([str(corpus_dir / "good" / "single.fits")], n_shards=1)
+    df = _run(cfg, tmp_path)
+    image = corpus.good(tmp_path / "g")["single.fits"][0]  # 20 x 24 -> tiles of 16 with overlap 4
+    norm, offset, scale = normalise(image, "zscore")
+    assert offset == pytest.approx(image.mean(), rel=1e-5) and scale == pytest.approx(image.std(), rel=1e-5)
+    expected = list(tiles(norm, 16, 4))
+    assert [(y, x) for y, x, _ in expected] == [(0, 0), (0, 8), (4, 0), (4, 8)]
+    with h5py.File(tmp_path / "shard-0.h5") as f:
+        stored = f["frames"][:]
+    assert len(df) == 4 and df["index"].tolist() == [0, 1, 2, 3] and df.y0.tolist() == [0, 0, 4, 4]
+    for (_, _, tile), got in zip(expected, stored):
+        np.testing.assert_allclose(got, tile, rtol=1e-6)
+
+
+def test_small_frames_are_padded_with_mask(tmp_path):
+    img = np.arange(12, dtype=np.float32).reshape(3, 4)
+    (y0, x0, t), = tiles(img, 8, 2)
+    assert t.shape == (8, 8) and np.isnan(t[3:]).all() and np.isnan(t[:, 4:]).all()
+    np.testing.assert_array_equal(t[:3, :4], img)
+
+
+def test_tile_starts_cover_edges():
+    assert tile_starts(64, 64, 16) == [0]
+    assert tile_starts(128, 64, 16) == [0, 48, 64]
+    assert tile_starts(100, 64, 0) == [0, 36]
+
+
+def test_normalise_methods():
+    img = np.linspace(0, 99, 100, dtype=np.float32).reshape(10, 10)
+    img[0, 0] = np.nan
+    p, lo, scale = normalise(img, "percentile", (0, 100))
+    assert np.isnan(p[0, 0]) and p[0, 1] == 0.0 and p[-1, -1] == 1.0 and lo == 1.0 and scale == 98.0
+    a, _, _ = normalise(img, "asinh", (0, 100), 0.1)
+    assert a[-1, -1] == pytest.approx(1.0) and a[5, 0] > p[5, 0]  # asinh lifts the faint middle
+    with pytest.raises(ValueError, match="all pixels"):
+        normalise(np.full((4, 4), np.inf), "percentile")
+
+
+def test_all_bad_inputs_stop_with_clear_error(corpus_dir, tmp_path):
+    cfg = _cfg([str(corpus_dir / "bad")])
+    with pytest.raises(ValueError, match="no usable frames in any input"):
+        _run(cfg, tmp_path)
+    assert not (tmp_path / "manifest.csv").exists()
+
+
+def test_interrupted_shard_leaves_nothing(corpus_dir, tmp_path, monkeypatch):
+    cfg = _cfg([str(corpus_dir / "good")], n_shards=1)
+    calls = {"n": 0}
+    real = ingest.prepare
+
+    def failing(image, c):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt
+        return real(image, c)
+
+    monkeypatch.setattr(ingest, "prepare", failing)
+    with pytest.raises(KeyboardInterrupt):
+        ingest.ingest_shard(cfg, 0, tmp_path / "shard-0.h5")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_utf8_file_name_round_trips(tmp_path):
+    import os
+    from astropy.io import fits
+
+    name = os.fsdecode(b"caf\xe9.fits")
+    fits.PrimaryHDU(np.ones((8, 8), np.float32) + np.eye(8, dtype=np.float32)).writeto(tmp_path / name)
+    cfg = _cfg([str(tmp_path)], n_shards=1)
+    df = _run(cfg, tmp_path / "out")
+    assert df.source.iloc[0] == str(tmp_path / "caf\\xe9.fits") and df.status.iloc[0] == "ok"

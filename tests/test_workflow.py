@@ -1,0 +1,65 @@
+"""The whole workflow through Snakemake on tiny generated data (demo + malformed files)."""
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+import corpus
+from workflow_run import TINY, snakemake
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("wf")
+    reasons = corpus.bad(wd / "bad")
+    proc = snakemake(wd, TINY)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return wd, reasons
+
+
+def test_manifest_lists_good_and_quarantined(run):
+    wd, reasons = run
+    df = pd.read_csv(wd / "results/manifest.csv", dtype={"key": str})
+    q = df[df.status == "quarantined"]
+    for name, why in reasons.items():
+        assert q.source.str.endswith("bad/" + name).any(), name
+    ok = df[df.status == "ok"]
+    truth = pd.read_csv(wd / "results/demo/truth.csv", dtype={"key": str})
+    frames = set(zip(ok.source, ok.key, ok.frame))
+    assert set(zip(truth.source, truth.key, truth.frame)) <= frames  # every injected frame was ingested
+    assert len(set(zip(ok.source, ok.key, ok.frame))) == 24 + 1 + 32  # sky + the wide frame + tracks
+    assert set(ok.shard) == {0, 1}
+
+
+def test_features_shards_match_frames(run):
+    wd, _ = run
+    total = 0
+    for s in (0, 1):
+        with h5py.File(wd / f"results/features/shard-{s}.h5") as f, h5py.File(wd / f"results/frames/shard-{s}.h5") as g:
+            assert f["features"].shape[1:] == (2, 32, 32) and f["features"].shape[0] == g["frames"].shape[0]
+            assert np.isfinite(f["features"][:]).all()
+            total += f["features"].shape[0]
+    df = pd.read_csv(wd / "results/manifest.csv")
+    assert total == (df.status == "ok").sum()
+
+
+def test_every_rule_has_log_and_benchmark(run):
+    wd, _ = run
+    assert (wd / "logs/manifest.log").read_text().count("quarantined:") >= 11
+    assert sorted(p.name for p in (wd / "results/benchmarks/ingest").iterdir()) == ["shard-0.tsv", "shard-1.tsv"]
+
+
+def test_config_typo_stops_before_any_job(tmp_path):
+    proc = snakemake(tmp_path, {**TINY, "ingest": {"n_shard": 2}}, "-n")
+    assert proc.returncode != 0
+    assert "unknown key 'n_shard' (did you mean 'n_shards'?)" in proc.stderr + proc.stdout
+    assert not (tmp_path / "results").exists()
+
+
+def test_all_bad_inputs_fail_with_clear_message(tmp_path):
+    corpus.bad(tmp_path / "bad")
+    proc = snakemake(tmp_path, {"inputs": ["bad"], "ingest": {"n_shards": 2}})
+    assert proc.returncode != 0
+    assert "no usable frames in any input" in (tmp_path / "logs/manifest.log").read_text()
