@@ -26,12 +26,11 @@ done
 node_state() { timeout 5 sinfo -h -o %T 2>/dev/null | head -n1 || true; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
-if [ "$(node_state)" = idle ] || [ "$(node_state)" = mixed ] || [ "$(node_state)" = allocated ]; then
-  echo "up.sh: SLURM already up ($(node_state))"
-  exit 0
-fi
-
 start=$(date +%s)
+if alive "$STATE/slurmctld.pid" && alive "$STATE/slurmd.pid"; then
+  s=$(node_state)
+  case "$s" in idle|mixed|allocated) echo "up.sh: SLURM already up ($s)"; exit 0 ;; esac
+fi
 mkdir -p "$STATE"/{ctld,d,log}
 
 # --- munge: key once, /run/munge owned by munge, daemon as the munge user ---
