@@ -61,6 +61,43 @@ def cmd_preprocess(args) -> None:
     log.info("preprocessed %d frames -> %s", n, args.out)
 
 
+def _train(args, kind: str) -> None:
+    from .train import train
+
+    cfg = _cfg(args)
+    train(cfg, kind, args.features, args.manifest, args.out, args.metrics, resume=args.resume,
+          threads=args.threads)
+
+
+def cmd_train_cnn(args) -> None:
+    _train(args, "cnn")
+
+
+def cmd_train_vae(args) -> None:
+    _train(args, "vae")
+
+
+def cmd_denoise(args) -> None:
+    from .denoise import denoise
+    from .device import select
+
+    cfg = _cfg(args)
+    out = denoise(args.model, args.features, args.manifest, args.source, args.out_dir,
+                  select(cfg.device, args.threads))
+    log.info("reconstructions of %s -> %s", args.source, out)
+
+
+def cmd_generate(args) -> None:
+    from .device import select
+    from .generate import generate, parse_frame_id
+
+    cfg = _cfg(args)
+    between = [parse_frame_id(t) for t in args.between] if args.between else None
+    paths = generate(args.model, args.features, args.manifest, args.out_dir, select(cfg.device, args.threads),
+                     n=args.n, steps=args.steps, seed=cfg.seed, between=between)
+    log.info("wrote %s", " and ".join(map(str, paths)))
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="config file (default: none; schema defaults apply)")
     p.add_argument("--settings", metavar="JSON", help="config as JSON, merged over --config (the rules use this)")
@@ -104,6 +141,43 @@ def build_parser() -> argparse.ArgumentParser:
              "--out results/features/shard-0.h5")
     p.add_argument("--frames", required=True, help="frames shard from 'ingest'")
     p.add_argument("--out", required=True, help="features shard to write")
+    for kind, func, what in (("cnn", cmd_train_cnn, "the CNN (supervised when labels exist, else "
+                              "self-supervised transform prediction)"),
+                             ("vae", cmd_train_vae, "the convolutional VAE")):
+        p = verb(f"train-{kind}", func, f"train {what} on the features shards (streamed; resumable)",
+                 f"cnnpipe train-{kind} --config config/config.yaml --threads 2 --features "
+                 f"results/features/shard-*.h5 --manifest results/manifest.csv --out results/models/{kind}.pt "
+                 f"--metrics results/models/{kind}_metrics.csv")
+        p.add_argument("--features", nargs="+", required=True, help="features shards from 'preprocess'")
+        p.add_argument("--manifest", required=True, help="results/manifest.csv (frame ids for the val split)")
+        p.add_argument("--out", required=True, help="model file to write (checkpoint per epoch: <out>.ckpt.pt)")
+        p.add_argument("--metrics", required=True, help="per-epoch CSV to write (summary JSON beside it)")
+        p.add_argument("--resume", action="store_true", help="continue from <out>.ckpt.pt when it exists")
+
+    p = verb("denoise", cmd_denoise, "write VAE reconstructions of one input's frames (FITS in -> FITS out, "
+             "HDF5 -> HDF5) at feature resolution, one per tile, with provenance in the header/attributes",
+             "cnnpipe denoise --config config/config.yaml --model results/models/vae.pt --features "
+             "results/features/shard-*.h5 --manifest results/manifest.csv --source results/demo/tracks.h5 "
+             "--out-dir results/denoise")
+    p.add_argument("--model", required=True, help="VAE checkpoint from 'train-vae'")
+    p.add_argument("--features", nargs="+", required=True, help="features shards holding the source's frames")
+    p.add_argument("--manifest", required=True, help="results/manifest.csv")
+    p.add_argument("--source", required=True, help="input file, exactly as in the manifest's 'source' column")
+    p.add_argument("--out-dir", required=True, help="folder for <name>.denoised.fits / .h5")
+
+    p = verb("generate", cmd_generate, "PNG grids of frames sampled from the VAE's latent prior and of a "
+             "latent interpolation between two frames",
+             "cnnpipe generate --config config/config.yaml --model results/models/vae.pt --features "
+             "results/features/shard-*.h5 --manifest results/manifest.csv --out-dir results/generate "
+             "--between results/demo/tracks.h5:/events:0 results/demo/sky/wide.fits:0:3")
+    p.add_argument("--model", required=True, help="VAE checkpoint from 'train-vae'")
+    p.add_argument("--features", nargs="+", required=True, help="features shards (for the interpolation ends)")
+    p.add_argument("--manifest", required=True, help="results/manifest.csv")
+    p.add_argument("--out-dir", required=True, help="folder for samples.png and interpolation.png")
+    p.add_argument("--n", type=int, default=16, help="prior samples (default 16)")
+    p.add_argument("--steps", type=int, default=8, help="interpolation steps (default 8)")
+    p.add_argument("--between", nargs=2, metavar="SOURCE:KEY:INDEX",
+                   help="the two frames to interpolate (default: first and last ingested frames)")
     return parser
 
 

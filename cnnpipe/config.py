@@ -132,6 +132,7 @@ class Train:
     lr: float
     weight_decay: float
     patience: int
+    amp: bool
     cnn: CNN
     vae: VAE
 
