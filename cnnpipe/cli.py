@@ -98,6 +98,14 @@ def cmd_generate(args) -> None:
     log.info("wrote %s", " and ".join(map(str, paths)))
 
 
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    cfg = _cfg(args)
+    out = write_report(args.results, args.out, cfg.raw, cfg.report.top_k, cfg.report.table_rows)
+    log.info("report %s (figures beside it)", out)
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="config file (default: none; schema defaults apply)")
     p.add_argument("--settings", metavar="JSON", help="config as JSON, merged over --config (the rules use this)")
@@ -178,6 +186,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="interpolation steps (default 8)")
     p.add_argument("--between", nargs=2, metavar="SOURCE:KEY:INDEX",
                    help="the two frames to interpolate (default: first and last ingested frames)")
+
+    p = verb("report", cmd_report, "self-contained HTML report of the ranked anomalies (+ figure PNGs beside it)",
+             "cnnpipe report --config config/config.yaml --results results --out results/report/index.html")
+    p.add_argument("--results", default="results", help="folder with anomalies.csv, manifest.csv, gallery.h5...")
+    p.add_argument("--out", default="results/report/index.html", help="HTML page to write")
     return parser
 
 

@@ -1,0 +1,52 @@
+from snakemake.exceptions import WorkflowError
+
+
+def generated_images(wildcards):
+    """The VAE's samples and interpolation strip, when the workflow has a `generate` rule (else none)."""
+    try:
+        return list(rules.generate.output)
+    except (AttributeError, WorkflowError):
+        return []
+
+
+rule report:
+    input:
+        anomalies=rules.rank.output.anomalies,
+        by_frame=rules.rank.output.by_frame,
+        gallery=rules.rank.output.gallery,
+        latent_map=rules.rank.output.latent_map,
+        manifest=rules.manifest.output.manifest,
+        cnn_metrics="results/models/cnn_metrics.csv",
+        vae_metrics="results/models/vae_metrics.csv",
+        generated=generated_images,
+    output:
+        html=report(
+            "results/report/index.html",
+            caption="../report/index.rst",
+            category="Anomaly report",
+        ),
+        latent_map=report(
+            "results/report/latent_map.png",
+            caption="../report/latent_map.rst",
+            category="Latent space",
+        ),
+        curves=report(
+            "results/report/training_curves.png",
+            caption="../report/training_curves.rst",
+            category="Training",
+        ),
+    log:
+        "logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
+    params:
+        # the page shows the whole validated config, so any config change re-renders it
+        settings=settings(*config),
+        results=lambda wildcards, input: os.path.dirname(input.anomalies),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=15,
+    shell:
+        "cnnpipe report --settings {params.settings:q} --results {params.results} "
+        "--out {output.html} 2> {log}"
