@@ -37,7 +37,8 @@ from matplotlib.colors import Normalize  # noqa: E402
 
 TEMPLATES = Path(__file__).with_name("templates")
 MASK_COLOUR = "#39ff14"  # masked (NaN) pixels: a green no colour map below uses
-BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label")
+BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label",  # ids and bookkeeping,
+                "tiles", "shard", "row", "y0", "x0", "height", "width")     # never component scores
 COMPONENTS = {  # known component scores, in display order, with what they measure
     "recon": "VAE reconstruction error of the intensity (masked pixels ignored)",
     "recon_sobel": "VAE reconstruction error of the Sobel magnitude",
@@ -421,8 +422,9 @@ def build_context(results: str | Path, config: dict, top_k: int, table_rows: int
 
     frame_table = None
     if by_frame is not None and len(by_frame) and len(by_frame) < len(anomalies):
+        ids = ["source", "key", "frame"] + (["tiles"] if "tiles" in by_frame else [])
         frame_table = _table(by_frame.sort_values("rank", kind="stable"), component_columns(by_frame),
-                             table_rows, 0, ["source", "key", "frame"])
+                             table_rows, 0, ids)
     ctx = {
         "generated_at": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "summary": _summary(manifest),

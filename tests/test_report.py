@@ -41,7 +41,11 @@ def make_results(root: Path, n: int = N, k: int = K, metrics: bool = True) -> Pa
                               "label": ["interesting"] + [""] * (n - 2) + ["boring"]})
     anomalies.loc[3, "cnn"] = np.nan
     anomalies.to_csv(res / "anomalies.csv", index=False)
-    anomalies.drop(columns="index").assign(frame=index).to_csv(res / "anomalies_by_frame.csv", index=False)
+    frames = anomalies.assign(frame=[i // 2 for i in index]).groupby("frame", sort=False)  # pairs as "tiles"
+    by_frame = frames.agg(source=("source", "first"), key=("key", "first"), score=("score", "max"),
+                          recon=("recon", "max"), cnn=("cnn", "max"), tiles=("rank", "size")).reset_index()
+    by_frame = by_frame.sort_values("score", ascending=False).assign(rank=np.arange(1, n // 2 + 1))
+    by_frame.to_csv(res / "anomalies_by_frame.csv", index=False)
     header = [json.dumps({"OBJECT": f"field {i}", "TELESCOP": "demo"}) for i in range(n)]
     header[0] = json.dumps({"OBJECT": XSS, "TELESCOP": "demo"})
     manifest = pd.DataFrame({"source": sources, "key": keys, "index": index, "shard": 0, "row": index,
@@ -138,6 +142,16 @@ def test_table_rows_capped_and_in_rank_order(built):
     assert f"top {CAP} of {N}" in html
     # gallery cards in rank order with their component scores
     assert re.findall(r'<article class="card" id="a-(\d+)"', html) == [str(i) for i in range(1, K + 1)]
+
+
+def test_frame_rollup_table(built):
+    _, _, html = built
+    body = html.split('id="by-frame"', 1)[1].split("</table>", 1)[0]
+    head, rows = body.split("<tbody>", 1)
+    assert re.findall(r"<button>(\w+)</button>", head) == ["rank", "score", "source", "key", "frame", "tiles",
+                                                           "recon", "cnn"]  # tiles: an id, not a component
+    assert rows.count("<tr") == N // 2
+    assert re.findall(r'<td class="mono num">(\d+)</td>\s*<td class="num"', rows) == ["2"] * (N // 2)
 
 
 def test_no_cap_when_table_rows_large(tmp_path):
