@@ -31,18 +31,30 @@ def sobel(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ``Gx = I(x+1) - I(x-1)`` smoothed [1, 2, 1] across: positive where brightness grows with column x
     (and Gy with row y). Unnormalised: this equals ``scipy.ndimage.sobel(img, axis=1)`` (Gx) and
     ``axis=0`` (Gy); scikit-image's ``filters.sobel`` is the same divided by 4 (and by sqrt(2) for the
-    magnitude).
+    magnitude). Computed separably (each kernel is [1, 2, 1] outer [1, 0, -1]) with shifted sums, which
+    is several times faster on a CPU than a 3x3 single-channel convolution and exactly equal to
+    ``conv2d(image, flip(G))``.
     """
-    padded = F.pad(image[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
-    gx = conv2d(padded, torch.flip(SOBEL_GX, (0, 1)))
-    gy = conv2d(padded, torch.flip(SOBEL_GY, (0, 1)))
+    p = F.pad(image[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    rows = p[:, :-2] + p[:, 2:]            # [1, 2, 1] down the columns ...
+    rows.add_(p[:, 1:-1], alpha=2.0)
+    gx = rows[:, :, 2:] - rows[:, :, :-2]  # ... then the difference across: I(x+1) - I(x-1)
+    cols = p[:, :, :-2] + p[:, :, 2:]      # [1, 2, 1] along the rows ...
+    cols.add_(p[:, :, 1:-1], alpha=2.0)
+    gy = cols[:, 2:] - cols[:, :-2]        # ... then the difference down: I(y+1) - I(y-1)
     return gx, gy
+
+
+def sobel_magnitude(image: torch.Tensor) -> torch.Tensor:
+    """Magnitude ``G = sqrt(Gx^2 + Gy^2)`` of a (N, H, W) batch."""
+    gx, gy = sobel(image)
+    return torch.sqrt(gx * gx + gy * gy)
 
 
 def sobel_magnitude_direction(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Magnitude ``G = sqrt(Gx^2 + Gy^2)`` and direction ``theta = atan2(Gy, Gx)`` (radians) of a batch."""
     gx, gy = sobel(image)
-    return torch.hypot(gx, gy), torch.atan2(gy, gx)
+    return torch.sqrt(gx * gx + gy * gy), torch.atan2(gy, gx)
 
 
 def max_pool(image: torch.Tensor, levels: int = 1) -> torch.Tensor:
@@ -51,11 +63,11 @@ def max_pool(image: torch.Tensor, levels: int = 1) -> torch.Tensor:
     Works on (N, H, W) or (N, C, H, W); equals ``skimage.measure.block_reduce(img, (2, 2), np.max)``
     for even sizes.
     """
-    squeeze = image.dim() == 3
-    x = image[:, None] if squeeze else image
+    x = image
     for _ in range(levels):
-        x = F.max_pool2d(x, kernel_size=2, stride=2)
-    return x[:, 0] if squeeze else x
+        h, w = x.shape[-2] // 2, x.shape[-1] // 2
+        x = x[..., : 2 * h, : 2 * w].reshape(*x.shape[:-2], h, 2, w, 2).amax(dim=(-3, -1))
+    return x
 
 
 def max_pool_by(values: torch.Tensor, key: torch.Tensor, levels: int = 1) -> torch.Tensor:

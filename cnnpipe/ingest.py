@@ -15,8 +15,8 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .config import Config
-from .normalise import normalise
-from .readers import Frame, plan_units, read_unit, resolve_inputs, shard_units
+from .normalise import normalise_block
+from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
 from .tiling import tiles
 
@@ -26,11 +26,24 @@ MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width",
                     "frame", "y0", "x0", "label", "header"]
 
 
-def prepare(image: np.ndarray, cfg: Config) -> list[tuple[int, int, np.ndarray]]:
-    """Normalise one frame and cut it into model-sized tiles ``(y0, x0, tile)``; ValueError if unusable."""
+def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, list[tuple[int, int, int]], np.ndarray]:
+    """Normalise a block (n, H, W) and cut it into model-sized tiles.
+
+    Returns ``(tiles (m, T, T), [(frame_offset, y0, x0)] per tile, usable (n,))``; frames with no finite
+    pixel are left out and flagged unusable.
+    """
     n = cfg.ingest.normalise
-    norm, _, _ = normalise(image, n.method, n.percentiles, n.asinh_softening)
-    return list(tiles(norm, cfg.ingest.tile_size, cfg.ingest.tile_overlap))
+    norm, usable = normalise_block(images, n.method, n.percentiles, n.asinh_softening)
+    size, overlap = cfg.ingest.tile_size, cfg.ingest.tile_overlap
+    if norm.shape[1:] == (size, size):  # already model-sized: no copy
+        keep = np.flatnonzero(usable)
+        return norm[keep], [(int(j), 0, 0) for j in keep], usable
+    cut, where = [], []
+    for j in np.flatnonzero(usable):
+        for y0, x0, tile in tiles(norm[j], size, overlap):
+            cut.append(tile)
+            where.append((int(j), y0, x0))
+    return (np.stack(cut) if cut else np.empty((0, size, size), np.float32)), where, usable
 
 
 def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
@@ -46,26 +59,25 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
         next_index: dict[tuple[str, str], int] = {}
         for unit in units:
             for rec in read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels):
-                if not isinstance(rec, Frame):
+                if isinstance(rec, Problem):
                     rows.append(_row(rec.source, rec.key, rec.frame, shard, -1, 0, 0, "quarantined", rec.reason))
-                    log.warning("quarantined %s [%s]: %s", rec.source, rec.key or "-", rec.reason)
+                    log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key or "-", rec.reason)
                     continue
-                h, w = rec.image.shape
-                try:
-                    cut = prepare(rec.image, cfg)
-                except ValueError as exc:
-                    rows.append(_row(rec.source, rec.key, rec.frame, shard, -1, h, w, "quarantined",
-                                     f"frame {rec.frame}: {exc}"))
-                    log.warning("quarantined %s [%s] frame %d: %s", rec.source, rec.key, rec.frame, exc)
-                    continue
-                header = json.dumps(rec.header or {}, default=str)
-                for y0, x0, tile in cut:
-                    index = next_index.get((rec.source, rec.key), 0)
-                    next_index[(rec.source, rec.key)] = index + 1
-                    rows.append(_row(rec.source, rec.key, index, shard, writer.n, h, w, "ok", "",
-                                     rec.frame, y0, x0, rec.label, header))
-                    writer.append(frames=tile[None], label=np.array([rec.label], dtype=np.int64))
-        writer.ensure(frames=((size, size), "float32"), label=((), "int64"))
+                h, w = rec.images.shape[1:]
+                cut, where, usable = prepare(rec.images, cfg)
+                for j in np.flatnonzero(~usable):
+                    reason = f"frame {rec.start + j}: all pixels are NaN or inf"
+                    rows.append(_row(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
+                    log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
+                header = json.dumps(rec.header, default=str)
+                first = next_index.get((rec.source, rec.key), 0)
+                next_index[(rec.source, rec.key)] = first + len(cut)
+                for t, (j, y0, x0) in enumerate(where):
+                    rows.append(_row(rec.source, rec.key, first + t, shard, writer.n + t, h, w, "ok", "",
+                                     rec.start + j, y0, x0, int(rec.labels[j]), header))
+                if len(cut):
+                    writer.append(frames=cut, label=rec.labels[[j for j, _, _ in where]].astype(np.int64))
+        writer.close(frames=((size, size), "float32"), label=((), "int64"))
     log.info("shard %d: %d tiles from %d units", shard, writer.n, len(units))
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 

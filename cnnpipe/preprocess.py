@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .atomic import atomic_path
 from .config import Config
-from .filters import max_pool, max_pool_by, sobel_magnitude_direction
+from .filters import max_pool, max_pool_by, sobel_magnitude, sobel_magnitude_direction
 from .shards import ShardWriter, iter_batches
 
 
@@ -23,17 +23,27 @@ def features(frames: torch.Tensor, pool_levels: int = 1, direction: bool = False
     filtering and their own gradient is set to 0, so NaN never reaches a neighbour's gradient.
     """
     mask = torch.isnan(frames)
-    median = torch.nanmedian(frames.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
-    filled = torch.where(mask, median, frames)
-    mag, theta = sobel_magnitude_direction(filled)
-    mag = mag.masked_fill(mask, 0.0)
+    masked = bool(mask.any())
+    filled = frames
+    if masked:  # the fill and the mask bookkeeping are skipped for the common case of clean frames
+        median = torch.nanmedian(frames.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
+        filled = torch.where(mask, median, frames)
+    if direction:
+        mag, theta = sobel_magnitude_direction(filled)
+    else:
+        mag = sobel_magnitude(filled)
+    if masked:
+        mag = mag.masked_fill(mask, 0.0)
     channels = [max_pool(filled, pool_levels), max_pool(mag, pool_levels)]
     if direction:
         channels.append(max_pool_by(theta, mag, pool_levels))
-    valid = (~mask).float()[:, None]
+    out = torch.stack(channels, dim=1)
+    if not masked:
+        return out, torch.ones_like(out[:, 0])
+    valid = (~mask).to(frames.dtype)[:, None]
     for _ in range(pool_levels):
         valid = F.avg_pool2d(valid, 2)
-    return torch.stack(channels, dim=1), valid[:, 0]
+    return out, valid[:, 0]
 
 
 def preprocess_shard(cfg: Config, frames_path: str | Path, out: str | Path, device: torch.device) -> int:
@@ -48,6 +58,6 @@ def preprocess_shard(cfg: Config, frames_path: str | Path, out: str | Path, devi
             x = torch.from_numpy(batch["frames"]).to(device)
             feats, valid = features(x, p.pool_levels, p.direction)
             writer.append(features=feats.cpu().numpy(), valid=valid.cpu().numpy(), label=batch["label"])
-        writer.ensure(features=((cfg.channels, size, size), "float32"), valid=((size, size), "float32"),
+        writer.close(features=((cfg.channels, size, size), "float32"), valid=((size, size), "float32"),
                       label=((), "int64"))
         return writer.n

@@ -34,13 +34,18 @@ class Unit:
 
 
 @dataclass
-class Frame:
+class Block:
+    """Consecutive frames ``start .. start+n-1`` of one HDU or dataset, read together."""
+
     source: str
     key: str
-    frame: int
-    image: np.ndarray  # float32, NaN = masked
-    label: int = -1
-    header: dict | None = None
+    start: int
+    images: np.ndarray  # (n, H, W) float32, NaN = masked
+    labels: np.ndarray  # (n,) int, -1 = no label
+    header: dict
+
+    def frames(self) -> list[tuple[int, np.ndarray]]:
+        return [(self.start + j, img) for j, img in enumerate(self.images)]
 
 
 @dataclass
@@ -51,7 +56,7 @@ class Problem:
     reason: str
 
 
-Record = Union[Frame, Problem]
+Record = Union[Block, Problem]
 
 
 def file_kind(path: str) -> str | None:
@@ -212,8 +217,7 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                     for start in range(0, planes, chunk_frames):
                         block = hdu.section[start:start + chunk_frames] if len(shape) == 3 else hdu.data[None]
                         block = _float_frames(block)
-                        for j, img in enumerate(block):
-                            yield Frame(path, key, start + j, img, header=header)
+                        yield Block(path, key, start, block, np.full(len(block), -1), header)
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
         yield Problem(path, "", -1, f"unreadable FITS: {_one_line(exc)}")
         return
@@ -236,8 +240,7 @@ def read_hdf5(unit: Unit, chunk_frames: int = 64, labels_name: str | None = None
                 block = _float_frames(ds[start:stop])
                 if block.ndim == 4:
                     block = block.mean(axis=1)
-                lab = np.asarray(labels[start:stop]) if labels is not None else np.full(stop - start, -1)
-                for j, img in enumerate(block):
-                    yield Frame(unit.source, unit.key, start + j, img, int(lab[j]), header=attrs)
+                lab = np.asarray(labels[start:stop], dtype=np.int64) if labels is not None else np.full(stop - start, -1)
+                yield Block(unit.source, unit.key, start, block, lab, attrs)
     except Exception as exc:  # noqa: BLE001
         yield Problem(unit.source, unit.key, unit.start, f"unreadable HDF5: {_one_line(exc)}")

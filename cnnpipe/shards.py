@@ -9,25 +9,42 @@ import numpy as np
 
 
 class ShardWriter:
-    """Append-only writer of named per-row arrays to an open HDF5 file (chunked, resizable datasets)."""
+    """Append-only writer of named per-row arrays to an open HDF5 file (chunked, resizable datasets).
 
-    def __init__(self, f: h5py.File, chunk_rows: int = 64):
-        self.f, self.chunk_rows, self.n = f, chunk_rows, 0
+    Rows are buffered and written ``chunk_rows`` at a time (one resize + write per chunk instead of per
+    append); memory stays bounded by one chunk. Call :meth:`close` before the file is closed.
+    """
+
+    def __init__(self, f: h5py.File, chunk_rows: int = 256):
+        self.f, self.chunk_rows = f, chunk_rows
+        self.n = 0  # rows appended so far, buffered ones included
+        self._written = 0
+        self._pending: dict[str, list[np.ndarray]] = {}
 
     def append(self, **columns: np.ndarray) -> None:
-        rows = len(next(iter(columns.values())))
         for name, values in columns.items():
-            values = np.asarray(values)
+            self._pending.setdefault(name, []).append(np.asarray(values))
+        self.n += len(next(iter(columns.values())))
+        if self.n - self._written >= self.chunk_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.n == self._written:
+            return
+        for name, parts in self._pending.items():
+            values = np.concatenate(parts)
             if name not in self.f:
                 self.f.create_dataset(name, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
-                                      dtype=values.dtype, chunks=(self.chunk_rows, *values.shape[1:]))
+                                      dtype=values.dtype, chunks=(min(self.chunk_rows, 64), *values.shape[1:]))
             ds = self.f[name]
-            ds.resize(self.n + rows, axis=0)
-            ds[self.n:self.n + rows] = values
-        self.n += rows
+            ds.resize(self.n, axis=0)
+            ds[self._written:self.n] = values
+        self._pending.clear()
+        self._written = self.n
 
-    def ensure(self, **empty: tuple[tuple[int, ...], str]) -> None:
-        """Create still-missing datasets with zero rows (an empty shard still has every dataset)."""
+    def close(self, **empty: tuple[tuple[int, ...], str]) -> None:
+        """Flush, then create still-missing datasets with zero rows (an empty shard has every dataset)."""
+        self.flush()
         for name, (shape, dtype) in empty.items():
             if name not in self.f:
                 self.f.create_dataset(name, shape=(0, *shape), maxshape=(None, *shape), dtype=dtype)

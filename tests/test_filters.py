@@ -74,3 +74,13 @@ def test_max_pool_by_takes_value_at_strongest_key():
     key = torch.tensor([[[1.0, 5.0], [2.0, 3.0]]])
     values = torch.tensor([[[10.0, 20.0], [30.0, 40.0]]])
     assert max_pool_by(values, key, 1).item() == 20.0
+
+
+def test_separable_sobel_equals_conv2d_with_flipped_lecture_kernels():
+    from cnnpipe.filters import SOBEL_GX, SOBEL_GY
+
+    img = torch.from_numpy(np.random.default_rng(3).normal(size=(2, 12, 9)).astype(np.float32))
+    gx, gy = sobel(img)
+    padded = torch.nn.functional.pad(img[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
+    torch.testing.assert_close(gx, conv2d(padded, torch.flip(SOBEL_GX, (0, 1))))
+    torch.testing.assert_close(gy, conv2d(padded, torch.flip(SOBEL_GY, (0, 1))))

@@ -96,11 +96,11 @@ def test_interrupted_shard_leaves_nothing(corpus_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = ingest.prepare
 
-    def failing(image, c):
+    def failing(images, c):
         calls["n"] += 1
         if calls["n"] == 4:
             raise KeyboardInterrupt
-        return real(image, c)
+        return real(images, c)
 
     monkeypatch.setattr(ingest, "prepare", failing)
     with pytest.raises(KeyboardInterrupt):
