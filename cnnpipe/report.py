@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass
 from importlib import metadata
@@ -32,8 +33,10 @@ from .atomic import atomic_path
 from .errors import UserError
 
 matplotlib.use("Agg")
+log = logging.getLogger("cnnpipe")
 from matplotlib import colormaps  # noqa: E402  (after choosing the Agg backend)
 from matplotlib.colors import Normalize  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 TEMPLATES = Path(__file__).with_name("templates")
 MASK_COLOUR = "#39ff14"  # masked (NaN) pixels: a green no colour map below uses
@@ -269,38 +272,53 @@ def latent_map_svg(lm: pd.DataFrame, top_k: int, width: int = 720, height: int =
             "top": [point(r) for r in top.sort_values("rank", ascending=False).itertuples()]}
 
 
-def training_curves_png(metrics: dict[str, pd.DataFrame | None]) -> bytes:
-    """One row per model: every ``*loss*`` column on one axis, each other numeric column on its own."""
+def metric_panels(df: pd.DataFrame) -> list[tuple[str, list[str]]]:
+    """Group a metrics table's numeric columns into panels: ``train_X`` and ``val_X`` share panel X.
+
+    >>> metric_panels(pd.DataFrame(columns=["epoch", "train_loss", "val_loss", "lr"], dtype=float))
+    [('loss', ['train_loss', 'val_loss']), ('lr', ['lr'])]
+    """
+    panels: dict[str, list[str]] = {}
+    for c in df.columns:
+        if c == "epoch" or not pd.api.types.is_numeric_dtype(df[c]):
+            continue
+        name = c.split("_", 1)[1] if c.startswith(("train_", "val_")) else c
+        panels.setdefault(name, []).append(c)
+    return list(panels.items())
+
+
+def training_curves_png(metrics: dict[str, pd.DataFrame | None], per_row: int = 4) -> bytes:
+    """Each model's metrics against the epoch, ``per_row`` panels a row; losses spanning a decade on a log axis."""
     import matplotlib.pyplot as plt
 
     present = {m: df for m, df in metrics.items() if df is not None and len(df)}
     if not present:
         return message_png("no training metrics found")
-    layout = {}
-    for model, df in present.items():
-        cols = [c for c in df.columns if c != "epoch" and pd.api.types.is_numeric_dtype(df[c])]
-        losses = [c for c in cols if "loss" in c.lower()]
-        layout[model] = ([losses] if losses else []) + [[c] for c in cols if c not in losses]
-    ncol = max(1, max(len(v) for v in layout.values()))
-    fig, axes = plt.subplots(len(layout), ncol, figsize=(4.2 * ncol, 3.0 * len(layout)), squeeze=False)
-    for row, (model, groups) in enumerate(layout.items()):
+    panels = {m: metric_panels(df) for m, df in present.items()}
+    rows = {m: max(1, -(-len(p) // per_row)) for m, p in panels.items()}
+    fig, axes = plt.subplots(sum(rows.values()), per_row, figsize=(3.6 * per_row, 2.7 * sum(rows.values())),
+                             squeeze=False)
+    first = 0
+    for model, plist in panels.items():
         df = present[model]
         ep = df["epoch"] if "epoch" in df else pd.Series(range(1, len(df) + 1))
-        for col in range(ncol):
-            ax = axes[row][col]
-            if col >= len(groups):
-                ax.axis("off")
-                continue
-            for c in groups[col]:
-                ax.plot(ep, df[c], marker="o", markersize=3, label=c)
-            positive = all((df[c].dropna() > 0).all() for c in groups[col])
-            if "loss" in groups[col][0].lower() and positive:
-                ax.set_yscale("log")
-            ax.set_title(f"{model.upper()}: {', '.join(groups[col])}", fontsize=10)
-            ax.set_xlabel("epoch")
+        cells = axes[first:first + rows[model]].ravel()
+        first += rows[model]
+        for ax, (name, cols) in zip(cells, plist):
+            for c in cols:
+                ax.plot(ep, df[c], marker="o", markersize=3, label=c.split("_", 1)[0] if len(cols) > 1 else c)
+            values = pd.concat([df[c] for c in cols]).dropna()
+            if "loss" in name and len(values) and (values > 0).all() and values.max() > 10 * values.min():
+                ax.set_yscale("log")  # only when the loss spans a decade; else log ticks are unreadable
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_title(f"{model.upper()} {name}", fontsize=10)
+            ax.set_xlabel("epoch", fontsize=9)
+            ax.tick_params(labelsize=8)
             ax.grid(alpha=0.3)
-            if len(groups[col]) > 1:
+            if len(cols) > 1:
                 ax.legend(fontsize=8)
+        for ax in cells[len(plist):]:
+            ax.axis("off")
     fig.tight_layout()
     return figure_png(fig)
 
@@ -349,32 +367,40 @@ def _table(df: pd.DataFrame, comps: list[str], cap: int, top_k: int, id_cols: li
 
 
 def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, comps: list[str],
-             top_k: int) -> list[dict]:
+             top_k: int, tile: int) -> list[dict]:
+    """Gallery cards, joined to the ranked table by rank and to the manifest by (source, key, index)."""
     if gal is None:
         return []
-    by_id = {ident(r.source, r.key, r.index): r for r in anomalies.itertuples(index=False)}
-    pct = {c: anomalies[c].rank(pct=True) for c in comps}
-    pos = {ident(s, k, i): n for n, (s, k, i) in
-           enumerate(zip(anomalies["source"], anomalies["key"], anomalies["index"]))}
-    meta = {ident(r.source, r.key, r.index): r for r in manifest[manifest["status"] == "ok"].itertuples()}
+    pos = {int(r): n for n, r in enumerate(anomalies["rank"])}
+    pct = {c: anomalies[c].rank(pct=True).to_numpy() for c in comps}
+    ok = manifest[manifest["status"] == "ok"]
+    dup = ok.duplicated(["source", "key", "index"]).sum()
+    if dup:
+        log.warning("manifest: %d rows repeat a (source, key, index) id; gallery headers use the first", dup)
+    meta = {}
+    for r in ok.itertuples():
+        meta.setdefault(ident(r.source, r.key, r.index), r)
     cards = []
     for g in np.argsort(gal["rank"], kind="stable")[:top_k]:
+        rank = int(gal["rank"][g])
         key = ident(gal["source"][g], gal["key"][g], gal["index"][g])
-        row, m = by_id.get(key), meta.get(key)
+        n, m = pos.get(rank), meta.get(key)
+        row = anomalies.iloc[n] if n is not None else None
+        if row is not None and ident(row["source"], row["key"], row["index"]) != key:
+            log.warning("gallery rank %d is %s but anomalies.csv says %s", rank, key,
+                        ident(row["source"], row["key"], row["index"]))
         comp_rows = []
         for c in comps:
-            v = getattr(row, c, np.nan) if row is not None else np.nan
-            p = float(pct[c].iloc[pos[key]]) * 100 if row is not None and not pd.isna(v) else None
+            v = row[c] if row is not None else np.nan
             comp_rows.append({"name": c, "help": COMPONENTS.get(c, c), "value": fmt_num(v),
-                              "pct": None if p is None else round(p)})
-        label = getattr(row, "label", np.nan) if row is not None else np.nan
+                              "pct": None if pd.isna(v) else round(float(pct[c][n]) * 100)})
+        label = row.get("label", np.nan) if row is not None else np.nan
         where = None
         if m is not None:
             where = {"frame": int(m.frame), "y0": int(m.y0), "x0": int(m.x0), "height": int(m.height),
-                     "width": int(m.width), "tiled": int(m.y0) or int(m.x0) or int(m.height) > 64
-                     or int(m.width) > 64}
-        cards.append({"rank": int(gal["rank"][g]), "source": key[0], "key": key[1], "index": key[2],
-                      "score": fmt_num(row.score) if row is not None else "",
+                     "width": int(m.width), "tiled": bool(m.y0 or m.x0 or m.height > tile or m.width > tile)}
+        cards.append({"rank": rank, "source": key[0], "key": key[1], "index": key[2],
+                      "score": fmt_num(row["score"]) if row is not None else "",
                       "label": "" if pd.isna(label) else str(label), "components": comp_rows,
                       "header": parse_header(m.header) if m is not None else {}, "where": where,
                       "images": gallery_images(gal["input"][g], gal["sobel"][g], gal["recon"][g],
@@ -409,7 +435,8 @@ def build_context(results: str | Path, config: dict, top_k: int, table_rows: int
     metrics = {m: _read_optional(results / "models" / f"{m}_metrics.csv") for m in ("cnn", "vae")}
     comps = component_columns(anomalies)
 
-    gallery = _gallery(read_gallery(results / "gallery.h5"), anomalies, manifest, comps, top_k)
+    tile = int(config.get("ingest", {}).get("tile_size", 64))
+    gallery = _gallery(read_gallery(results / "gallery.h5"), anomalies, manifest, comps, top_k, tile)
     total, steps = run_time(results)
     lm_png = latent_map_png(latent, top_k) if latent is not None and len(latent) else \
         message_png("no latent map (results/latent_map.csv) found")

@@ -183,6 +183,29 @@ def test_summary_runtime_versions_and_quarantine(built):
     assert ctx["gallery"][0]["header"]["OBJECT"] == XSS  # raw in the context, escaped only by the template
 
 
+def test_gallery_joins_scores_by_rank_even_with_repeated_ids(tmp_path):
+    res = make_results(tmp_path)
+    a = pd.read_csv(res / "anomalies.csv", dtype={"key": str})
+    a.loc[1, ["source", "key", "index"]] = a.loc[0, ["source", "key", "index"]].to_numpy()  # ids collide
+    a.to_csv(res / "anomalies.csv", index=False)
+    with h5py.File(res / "gallery.h5", "a") as f:
+        del f["source"], f["key"]
+        s = h5py.string_dtype("utf-8")
+        f.create_dataset("source", data=a["source"][:K].tolist(), dtype=s)
+        f.create_dataset("key", data=a["key"][:K].tolist(), dtype=s)
+        f["index"][1] = a["index"][1]
+    cards = report.build_context(res, config(), K, CAP)[0]["gallery"]
+    assert [c["score"] for c in cards[:2]] == [report.fmt_num(a["score"][0]), report.fmt_num(a["score"][1])]
+    assert cards[1]["components"][0]["value"] == report.fmt_num(a["recon"][1])
+
+
+def test_metric_panels_pair_train_and_val():
+    df = pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.0], "train_kl": [1.0, 0.5], "val_loss": [3.0, 2.0],
+                       "val_kl": [1.0, 0.7], "lr": [1e-3, 5e-4], "note": ["a", "b"]})
+    assert report.metric_panels(df) == [("loss", ["train_loss", "val_loss"]), ("kl", ["train_kl", "val_kl"]),
+                                        ("lr", ["lr"])]
+
+
 def test_missing_optional_files_say_so(tmp_path):
     res = make_results(tmp_path, metrics=False)
     for p in ("gallery.h5", "latent_map.csv", "anomalies_by_frame.csv"):
