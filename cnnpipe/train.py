@@ -42,7 +42,7 @@ from torch.utils.data import IterableDataset
 
 from . import __version__
 from .atomic import atomic_path
-from .augment import Transform, allowed_transforms, apply, apply_each, random_augment
+from .augment import Transform, allowed_transforms, apply, random_augment
 from .checkpoint import check_model_config, expected_config
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save as save_checkpoint
@@ -278,9 +278,9 @@ class Task:
             return vae_loss(x, recon, valid, mu, logvar, self.cfg.train.vae.beta)
         if self.mode == "supervised":
             x = random_augment(x, self.cfg.augment, gen)
-        else:
-            y = torch.randint(len(self.transforms), (x.shape[0],), generator=gen).to(x.device)
-            x = apply_each(x, self.transforms, y)
+        else:  # every frame under every allowed transform, labelled by the transform's index
+            x = torch.cat([apply(x, t) for t in self.transforms])
+            y = torch.arange(len(self.transforms), device=x.device).repeat_interleave(b["x"].shape[0])
         logits = model(x)
         return F.cross_entropy(logits.float(), y), {"accuracy": (logits.argmax(1) == y).float().mean()}
 

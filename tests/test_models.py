@@ -1,0 +1,132 @@
+"""Layers against the lecture's hand-computed numbers; CNN and VAE shapes, losses and scores."""
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from cnnpipe.config import parse
+from cnnpipe.models import CNN, ConvVAE, build
+from cnnpipe.models.cnn import cnn_score
+from cnnpipe.models.vae import kl_divergence, vae_loss, vae_terms
+
+X = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=torch.float64)
+K = torch.tensor([[3, 5], [2, 2]], dtype=torch.float64)
+
+
+def _conv() -> nn.Conv2d:
+    conv = nn.Conv2d(1, 1, 2, bias=False).double()
+    conv.weight.data[:] = K
+    return conv
+
+
+def _conv_t() -> nn.ConvTranspose2d:
+    deconv = nn.ConvTranspose2d(1, 1, 2, bias=False).double()
+    deconv.weight.data[:] = K
+    return deconv
+
+
+def test_conv2d_reproduces_lecture_example():
+    out = _conv()(X[None, None])[0, 0].detach()
+    assert out.tolist() == [[27, 39, 51], [55, 59, 63], [25, 21, 17]]
+
+
+def test_conv_transpose_maps_3x3_to_4x4_by_scattering_the_kernel():
+    y = torch.arange(1.0, 10.0, dtype=torch.float64).reshape(3, 3)
+    out = _conv_t()(y[None, None])[0, 0].detach()
+    expected = np.zeros((4, 4))
+    for i in range(3):
+        for j in range(3):
+            expected[i:i + 2, j:j + 2] += y[i, j].item() * K.numpy()
+    assert out.shape == (4, 4)
+    np.testing.assert_array_equal(out.numpy(), expected)
+    assert out[0, 0].item() == 3.0 and out[3, 3].item() == 18.0  # 1*3 and 9*2
+
+
+def test_conv_transpose_is_the_adjoint_of_conv():
+    g = torch.Generator().manual_seed(0)
+    for _ in range(5):
+        x = torch.randn(1, 1, 4, 4, generator=g, dtype=torch.float64)
+        y = torch.randn(1, 1, 3, 3, generator=g, dtype=torch.float64)
+        lhs = (_conv()(x) * y).sum()
+        rhs = (x * _conv_t()(y)).sum()
+        assert lhs.item() == pytest.approx(rhs.item(), rel=1e-12, abs=1e-12)
+
+
+@pytest.mark.parametrize("size,channels,in_ch", [(32, [32, 64, 128], 2), (17, [8, 16], 3), (8, [4, 4, 4], 2)])
+def test_vae_output_shape_equals_input_shape(size, channels, in_ch):
+    vae = ConvVAE(in_ch, size, channels, latent_dim=5)
+    x = torch.randn(3, in_ch, size, size)
+    recon, mu, logvar = vae(x)
+    assert recon.shape == x.shape and mu.shape == (3, 5) and logvar.shape == (3, 5)
+    assert vae.decode(torch.zeros(2, 5)).shape == (2, in_ch, size, size)
+
+
+def test_vae_for_default_config_sizes():
+    cfg = parse({})
+    vae = build({"kind": "vae", "in_channels": cfg.channels, "size": cfg.feature_size,
+                 "channels": cfg.train.vae.channels, "latent_dim": cfg.train.vae.latent_dim})
+    x = torch.rand(2, cfg.channels, cfg.feature_size, cfg.feature_size)
+    assert vae(x)[0].shape == (2, 2, 32, 32)
+
+
+def test_vae_too_deep_for_size_is_refused():
+    with pytest.raises(ValueError, match="below 1 pixel"):
+        ConvVAE(2, 8, [4, 4, 4, 4], 3)
+
+
+def test_kl_is_zero_for_standard_normal_posterior_and_positive_otherwise():
+    z = torch.zeros(4, 16)
+    assert kl_divergence(z, z).tolist() == [0.0] * 4
+    kl = kl_divergence(torch.ones(1, 2), torch.zeros(1, 2))
+    assert kl.item() == pytest.approx(1.0)  # 1/2 * sum(mu^2) = 1/2 * 2
+
+
+def test_vae_terms_ignore_masked_pixels():
+    x = torch.zeros(2, 2, 4, 4)
+    recon = torch.zeros(2, 2, 4, 4)
+    valid = torch.ones(2, 4, 4)
+    recon[0, 0, 0, 0] = 100.0   # huge error on a masked pixel of sample 0 ...
+    valid[0, 0, 0] = 0.25
+    recon[1, 1, 2, 2] = 2.0     # ... and a counted error on sample 1's Sobel channel
+    t = vae_terms(x, recon, valid, torch.zeros(2, 3), torch.zeros(2, 3))
+    assert t["recon"].tolist() == [0.0, 0.0]
+    assert t["recon_sobel"][1].item() == pytest.approx(4.0 / 16)
+    assert t["kl"].tolist() == [0.0, 0.0]
+    loss, _ = vae_loss(x, recon, valid, torch.zeros(2, 3), torch.zeros(2, 3), beta=1.0)
+    assert loss.item() == pytest.approx(4.0 / 2)  # summed squared error, batch mean
+
+
+def test_cnn_shapes_from_lenet_to_alexnet_depth():
+    lenet = CNN(2, 32, [6, 16], hidden=84, n_classes=10)
+    x = torch.randn(3, 2, 32, 32)
+    assert lenet(x).shape == (3, 10) and lenet.features(x).shape == (3, 84)
+    assert (lenet.features(x) >= 0).all()  # after ReLU
+    alex = CNN(2, 32, [8, 16, 24, 24, 16, 16], hidden=32, n_classes=8)  # more blocks than halvings
+    assert alex(x).shape == (3, 8)
+    assert sum(isinstance(m, nn.MaxPool2d) for m in alex.blocks) == 5
+
+
+def test_cnn_score_of_an_uninformed_model():
+    """Zero logits: every transform is equally likely, score = log K; supervised score = -1/K."""
+    model = CNN(2, 8, [4], hidden=4, n_classes=4)
+    nn.init.zeros_(model.head.weight)
+    nn.init.zeros_(model.head.bias)
+    x = torch.randn(5, 2, 8, 8)
+    meta = {"mode": "self-supervised", "transforms": [[k, 0, 0, 0] for k in range(4)]}
+    assert torch.allclose(cnn_score(model, x, meta), torch.full((5,), math.log(4)))
+    assert torch.allclose(cnn_score(model, x, {"mode": "supervised"}), torch.full((5,), -0.25))
+
+
+def test_cnn_score_is_low_when_the_transform_is_recognised():
+    """A 'model' that reads the rotation off a marker pixel scores ~0; with the marker erased it scores high."""
+    class Oracle(nn.Module):
+        def forward(self, x):
+            corners = torch.stack([x[:, 0, 0, 0], x[:, 0, -1, 0], x[:, 0, -1, -1], x[:, 0, 0, -1]], 1)
+            return 50.0 * corners  # where the top-left marker sits after k counter-clockwise quarter turns
+    x = torch.zeros(2, 1, 6, 6)
+    x[0, 0, 0, 0] = 1.0
+    meta = {"mode": "self-supervised", "transforms": [[k, 0, 0, 0] for k in range(4)]}
+    s = cnn_score(Oracle(), x, meta)
+    assert s[0].item() < 1e-6 and s[1].item() == pytest.approx(math.log(4))
