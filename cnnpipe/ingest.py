@@ -18,7 +18,7 @@ from .config import Config
 from .normalise import normalise_block
 from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
-from .tiling import tiles
+from .tiling import tiles, tiles_per_frame
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,6 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
         writer = ShardWriter(f)
         f.attrs["normalise"] = cfg.ingest.normalise.method
         f.attrs["tile_size"], f.attrs["tile_overlap"] = size, cfg.ingest.tile_overlap
-        next_index: dict[tuple[str, str], int] = {}
         for unit in units:
             for rec in read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels):
                 if isinstance(rec, Problem):
@@ -70,10 +69,10 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                     rows.append(_row(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
                     log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
                 header = json.dumps(rec.header, default=str)
-                first = next_index.get((rec.source, rec.key), 0)
-                next_index[(rec.source, rec.key)] = first + len(cut)
+                per_frame = tiles_per_frame(h, w, size, cfg.ingest.tile_overlap)
                 for t, (j, y0, x0) in enumerate(where):
-                    rows.append(_row(rec.source, rec.key, first + t, shard, writer.n + t, h, w, "ok", "",
+                    index = (rec.start + j) * per_frame + t % per_frame  # the same whichever shard reads it
+                    rows.append(_row(rec.source, rec.key, index, shard, writer.n + t, h, w, "ok", "",
                                      rec.start + j, y0, x0, int(rec.labels[j]), header))
                 if len(cut):
                     writer.append(frames=cut, label=rec.labels[[j for j, _, _ in where]].astype(np.int64))

@@ -26,3 +26,8 @@ def tiles(image: np.ndarray, tile: int, overlap: int) -> Iterator[tuple[int, int
     for y0 in tile_starts(h, tile, overlap):
         for x0 in tile_starts(w, tile, overlap):
             yield y0, x0, image[y0:y0 + tile, x0:x0 + tile]
+
+
+def tiles_per_frame(height: int, width: int, tile: int, overlap: int) -> int:
+    """How many tiles :func:`tiles` cuts from a ``height`` x ``width`` frame."""
+    return len(tile_starts(max(height, tile), tile, overlap)) * len(tile_starts(max(width, tile), tile, overlap))

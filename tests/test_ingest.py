@@ -117,3 +117,17 @@ def test_non_utf8_file_name_round_trips(tmp_path):
     cfg = _cfg([str(tmp_path)], n_shards=1)
     df = _run(cfg, tmp_path / "out")
     assert df.source.iloc[0] == str(tmp_path / "caf\\xe9.fits") and df.status.iloc[0] == "ok"
+
+
+def test_index_is_unique_and_independent_of_sharding(corpus_dir, tmp_path):
+    """(source, key, index) names one tile everywhere, however the HDF5 frame ranges fall into shards."""
+    inputs = [str(corpus_dir / "good" / "stack.h5"), str(corpus_dir / "good" / "cube.fits.gz")]
+    one = _run(_cfg(inputs, n_shards=1), tmp_path / "one")
+    three = _run(_cfg(inputs, n_shards=3), tmp_path / "three")
+    ids = ["source", "key", "index", "frame", "y0", "x0"]
+    assert not one.duplicated(["source", "key", "index"]).any()
+    pd.testing.assert_frame_equal(one[ids].sort_values(ids).reset_index(drop=True),
+                                  three[ids].sort_values(ids).reset_index(drop=True))
+    # 20x24 frames cut into 16-pixel tiles with overlap 4: 4 tiles per frame, index = frame * 4 + tile
+    stack = one[one.source.str.endswith("stack.h5")]
+    assert stack["index"].tolist() == list(range(20)) and stack.frame.tolist() == [i // 4 for i in range(20)]
