@@ -10,6 +10,7 @@ rule ingest:
         "results/benchmarks/ingest/shard-{shard}.tsv"
     params:
         settings=settings("inputs", "ingest"),
+        inputs_digest=inputs_digest,
     resources:
         mem_mb=2000,
         runtime=30,
