@@ -13,6 +13,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/preprocess.smk"
+include: "workflow/rules/train.smk"
 
 
 rule all:
@@ -20,3 +21,7 @@ rule all:
     input:
         rules.manifest.output.manifest,
         expand(rules.preprocess.output.features, shard=SHARDS),
+        rules.train_cnn.output.model,
+        rules.train_vae.output.model,
+        rules.generate.output.samples,
+        rules.generate.output.interpolation,

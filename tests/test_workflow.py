@@ -63,3 +63,22 @@ def test_all_bad_inputs_fail_with_clear_message(tmp_path):
     proc = snakemake(tmp_path, {"inputs": ["bad"], "ingest": {"n_shards": 2}})
     assert proc.returncode != 0
     assert "no usable frames in any input" in (tmp_path / "logs/manifest.log").read_text()
+
+
+def test_training_rules_write_models_metrics_and_figures(run):
+    """train_cnn / train_vae / generate ran: loadable models, per-epoch metrics, PNGs, logs, benchmarks."""
+    from cnnpipe.checkpoint import load_model
+
+    wd, _ = run
+    for kind in ("cnn", "vae"):
+        model, meta = load_model(wd / f"results/models/{kind}.pt", "cpu")
+        assert meta["kind"] == kind
+        m = pd.read_csv(wd / f"results/models/{kind}_metrics.csv")
+        assert m["epoch"].tolist() == list(range(1, len(m) + 1)) and np.isfinite(m["train_loss"]).all()
+        assert (wd / f"results/benchmarks/train_{kind}.tsv").is_file()
+        assert "saved to results/models/" in (wd / f"logs/train_{kind}.log").read_text()
+    assert meta["model"]["size"] == 32 and m["train_loss"].iloc[-1] < m["train_loss"].iloc[0]  # the VAE learned
+    _, cnn_meta = load_model(wd / "results/models/cnn.pt", "cpu")
+    assert cnn_meta["mode"] == "self-supervised" and len(cnn_meta["transforms"]) == 8  # demo: no labels
+    for name in ("samples", "interpolation"):
+        assert (wd / f"results/generate/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
