@@ -27,7 +27,7 @@ def one_thread():
 
 
 def write_dataset(d: Path, x: np.ndarray, labels: np.ndarray | None = None, n_shards: int = 2,
-                  tiles_per_frame: int = 1) -> tuple[list[str], Path]:
+                  tiles_per_frame: int = 1, source: str = "data.h5") -> tuple[list[str], Path]:
     """Features shards + manifest for feature maps ``x`` (N, C, H, W); ``tiles_per_frame`` rows share a frame."""
     d.mkdir(parents=True, exist_ok=True)
     n = len(x)
@@ -43,7 +43,7 @@ def write_dataset(d: Path, x: np.ndarray, labels: np.ndarray | None = None, n_sh
             f["label"] = labels[idx]
         paths.append(str(p))
         for r, i in enumerate(idx):
-            rows.append(dict(source="data.h5", key="/x", index=int(i), shard=s, row=r, height=8, width=8,
+            rows.append(dict(source=source, key="/x", index=int(i), shard=s, row=r, height=8, width=8,
                              status="ok", reason="", frame=int(i) // tiles_per_frame, y0=0, x0=0,
                              label=int(labels[i]), header="{}"))
     man = d / "manifest.csv"
@@ -279,3 +279,16 @@ def test_torchrun_two_ranks_with_gloo(blob_data, tmp_path):
     assert meta["kind"] == "vae" and len(pd.read_csv(tmp_path / "m.csv")) == 2
     summary = json.loads((tmp_path / "m.json").read_text())
     assert summary["world_size"] == 2
+
+
+def test_denoise_fits_input_gives_fits_with_provenance(tmp_path):
+    from astropy.io import fits
+
+    feats, man = write_dataset(tmp_path / "d", blobs(12), source="sky/field.fits.gz", n_shards=1)
+    train(tiny_cfg(vae={"epochs": 1}), "vae", feats, man, tmp_path / "vae.pt", tmp_path / "m.csv")
+    assert cli(["denoise", "--model", str(tmp_path / "vae.pt"), "--features", *feats, "--manifest", str(man),
+                "--source", "sky/field.fits.gz", "--out-dir", str(tmp_path / "den")]) == 0
+    with fits.open(tmp_path / "den" / "field.denoised.fits") as hdul:
+        assert hdul[0].header["CNPSRC"] == "sky/field.fits.gz" and hdul[0].header["CNPMODEL"].endswith("vae.pt")
+        assert len(hdul) == 13 and hdul[1].data.shape == (16, 16)
+        assert [h.header["CNPINDEX"] for h in hdul[1:]] == list(range(12))
