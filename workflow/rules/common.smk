@@ -41,3 +41,12 @@ def inputs_digest(wildcards):
             h.update(f"{path}\0{problem}\0{st and st.st_size}\0{st and st.st_mtime_ns}\n".encode())
         _DIGEST["inputs"] = h.hexdigest()
     return _DIGEST["inputs"]
+
+
+def train_settings(model):
+    """Config a training rule depends on: seed, device, symmetries, feature shape, and its own model's
+    train section (so retuning the VAE does not retrain the CNN)."""
+    other = "vae" if model == "cnn" else "cnn"
+    train = {k: v for k, v in config["train"].items() if k != other}
+    keep = {k: config[k] for k in ("seed", "device", "augment", "ingest", "preprocess")}
+    return json.dumps({**keep, "train": train}, sort_keys=True)

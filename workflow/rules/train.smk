@@ -1,12 +1,3 @@
-def train_settings(model):
-    """Config a training rule depends on: seed, device, symmetries, feature shape, and its own model's
-    train section (so retuning the VAE does not retrain the CNN)."""
-    other = "vae" if model == "cnn" else "cnn"
-    train = {k: v for k, v in config["train"].items() if k != other}
-    keep = {k: config[k] for k in ("seed", "device", "augment", "ingest", "preprocess")}
-    return json.dumps({**keep, "train": train}, sort_keys=True)
-
-
 rule train_cnn:
     input:
         features=expand(rules.preprocess.output.features, shard=SHARDS),
