@@ -14,14 +14,16 @@ include: "workflow/rules/demo.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
+include: "workflow/rules/score.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     default_target: True
     input:
-        rules.manifest.output.manifest,
-        expand(rules.preprocess.output.features, shard=SHARDS),
-        rules.train_cnn.output.model,
-        rules.train_vae.output.model,
-        rules.generate.output.samples,
-        rules.generate.output.interpolation,
+        rules.report.output.html,
+        rules.rank.output.by_frame,
+
+
+onsuccess:
+    print(f"\ncnnpipe: ranked list results/anomalies.csv, report {os.path.abspath(rules.report.output.html)}")

@@ -61,6 +61,47 @@ def cmd_preprocess(args) -> None:
     log.info("preprocessed %d frames -> %s", n, args.out)
 
 
+def cmd_report(args) -> None:
+    from .report import write_report
+
+    cfg = _cfg(args)
+    out = write_report(args.results, args.out, cfg.raw, cfg.report.top_k, cfg.report.table_rows)
+    log.info("report %s (figures beside it)", out)
+
+
+def cmd_score(args) -> None:
+    from .checkpoint import load_model
+    from .device import select
+    from .ingest import read_csv
+    from .score import score_shard, write_parquet
+
+    cfg = _cfg(args)
+    device = select(cfg.device, args.threads)
+    vae, _ = load_model(args.vae, device)
+    cnn, cnn_meta = load_model(args.cnn, device)
+    df = score_shard(args.features, read_csv(args.manifest), args.shard, vae, cnn, cnn_meta, device,
+                     cfg.score.top_fraction)
+    write_parquet(df, args.out)
+    log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
+
+
+def cmd_rank(args) -> None:
+    from .checkpoint import load_model
+    from .device import select
+    from .score import gallery, rank_scores, read_labels, read_scores, write_rank_outputs
+
+    cfg = _cfg(args)
+    labels = read_labels(args.labels)
+    ranked, z = rank_scores(cfg, read_scores(args.scores), labels)
+    write_rank_outputs(ranked, z, args.anomalies, args.by_frame, args.latent_map)
+    device = select(cfg.device, args.threads)
+    vae, _ = load_model(args.vae, device)
+    gallery(ranked, Path(args.results), vae, device, cfg.report.top_k, args.gallery)
+    log.info("ranked %d frames (%d human labels) -> %s", len(ranked), len(labels), args.anomalies)
+    for r in ranked.head(5).itertuples():
+        log.info("  #%d  score %.3f  %s [%s] %s", r.rank, r.score, r.source, r.key, r.index)
+
+
 def _train(args, kind: str) -> None:
     from .train import train
 
@@ -96,14 +137,6 @@ def cmd_generate(args) -> None:
     paths = generate(args.model, args.features, args.manifest, args.out_dir, select(cfg.device, args.threads),
                      n=args.n, steps=args.steps, seed=cfg.seed, between=between)
     log.info("wrote %s", " and ".join(map(str, paths)))
-
-
-def cmd_report(args) -> None:
-    from .report import write_report
-
-    cfg = _cfg(args)
-    out = write_report(args.results, args.out, cfg.raw, cfg.report.top_k, cfg.report.table_rows)
-    log.info("report %s (figures beside it)", out)
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -149,6 +182,37 @@ def build_parser() -> argparse.ArgumentParser:
              "--out results/features/shard-0.h5")
     p.add_argument("--frames", required=True, help="frames shard from 'ingest'")
     p.add_argument("--out", required=True, help="features shard to write")
+
+    p = verb("score", cmd_score, "model components (VAE reconstruction, KL, latent, CNN) of one features shard",
+             "cnnpipe score --config config/config.yaml --shard 0 --features results/features/shard-0.h5 "
+             "--manifest results/manifest.csv --vae results/models/vae.pt --cnn results/models/cnn.pt "
+             "--out results/scores/shard-0.parquet")
+    p.add_argument("--shard", type=int, required=True, help="shard number")
+    p.add_argument("--features", required=True, help="features shard from 'preprocess'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV")
+    p.add_argument("--vae", required=True, help="VAE checkpoint")
+    p.add_argument("--cnn", required=True, help="CNN checkpoint")
+    p.add_argument("--out", required=True, help="scores parquet to write")
+
+    p = verb("rank", cmd_rank, "gather shard scores: latent kNN/Mahalanobis, ensemble, labels, ranked CSVs",
+             "cnnpipe rank --config config/config.yaml results/scores/shard-*.parquet --labels config/labels.csv "
+             "--vae results/models/vae.pt --results results --anomalies results/anomalies.csv "
+             "--by-frame results/anomalies_by_frame.csv --latent-map results/latent_map.csv "
+             "--gallery results/gallery.h5")
+    p.add_argument("scores", nargs="+", help="per-shard score parquet files")
+    p.add_argument("--labels", help="optional human labels CSV (source,key,index,label)")
+    p.add_argument("--vae", required=True, help="VAE checkpoint (for the gallery's reconstructions)")
+    p.add_argument("--results", default="results", help="results folder holding frames/ and features/ shards")
+    p.add_argument("--anomalies", required=True, help="ranked CSV to write (one row per frame or tile)")
+    p.add_argument("--by-frame", required=True, help="ranked CSV with tiles rolled up to frames")
+    p.add_argument("--latent-map", required=True, help="2-D latent projection CSV")
+    p.add_argument("--gallery", required=True, help="HDF5 of the top-K arrays for the report")
+
+    p = verb("report", cmd_report, "self-contained HTML report of the ranked anomalies (+ figure PNGs beside it)",
+             "cnnpipe report --config config/config.yaml --results results --out results/report/index.html")
+    p.add_argument("--results", default="results", help="folder with anomalies.csv, manifest.csv, gallery.h5...")
+    p.add_argument("--out", default="results/report/index.html", help="HTML page to write")
+
     for kind, func, what in (("cnn", cmd_train_cnn, "the CNN (supervised when labels exist, else "
                               "self-supervised transform prediction)"),
                              ("vae", cmd_train_vae, "the convolutional VAE")):
@@ -186,11 +250,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="interpolation steps (default 8)")
     p.add_argument("--between", nargs=2, metavar="SOURCE:KEY:INDEX",
                    help="the two frames to interpolate (default: first and last ingested frames)")
-
-    p = verb("report", cmd_report, "self-contained HTML report of the ranked anomalies (+ figure PNGs beside it)",
-             "cnnpipe report --config config/config.yaml --results results --out results/report/index.html")
-    p.add_argument("--results", default="results", help="folder with anomalies.csv, manifest.csv, gallery.h5...")
-    p.add_argument("--out", default="results/report/index.html", help="HTML page to write")
     return parser
 
 

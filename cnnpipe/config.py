@@ -141,6 +141,9 @@ class Train:
 class Score:
     k: int
     weights: dict[str, float]
+    ensemble: str
+    power: float
+    top_fraction: float
     labels: str
     label_neighbours: int
 

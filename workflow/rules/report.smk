@@ -1,14 +1,3 @@
-from snakemake.exceptions import WorkflowError
-
-
-def generated_images(wildcards):
-    """The VAE's samples and interpolation strip, when the workflow has a `generate` rule (else none)."""
-    try:
-        return list(rules.generate.output)
-    except (AttributeError, WorkflowError):
-        return []
-
-
 rule report:
     input:
         anomalies=rules.rank.output.anomalies,
@@ -16,9 +5,9 @@ rule report:
         gallery=rules.rank.output.gallery,
         latent_map=rules.rank.output.latent_map,
         manifest=rules.manifest.output.manifest,
-        cnn_metrics="results/models/cnn_metrics.csv",
-        vae_metrics="results/models/vae_metrics.csv",
-        generated=generated_images,
+        cnn_metrics=rules.train_cnn.output.metrics,
+        vae_metrics=rules.train_vae.output.metrics,
+        generated=rules.generate.output,
     output:
         html=report(
             "results/report/index.html",

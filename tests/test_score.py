@@ -1,0 +1,97 @@
+"""Scoring: components, robust ensemble within populations, label re-ranking, tile roll-up."""
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from cnnpipe import config
+from cnnpipe.score import (by_frame, ensemble, knn_distance, label_adjustment, mahalanobis, population,
+                           rank_scores, read_labels, robust_z, top_mean)
+
+
+def test_top_mean_ignores_masked_pixels():
+    v = torch.arange(16.0).view(1, 4, 4)
+    mask = torch.ones(1, 4, 4, dtype=torch.bool)
+    mask[0, 3, 3] = False  # the largest value (15) is masked
+    assert top_mean(v, mask, 2 / 16).item() == (14 + 13) / 2
+    assert top_mean(v, mask, 0.0).item() == 14.0  # at least one pixel: the max
+
+
+def test_robust_z_values():
+    x = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    # median 3, MAD = median(|x - 3|) = 1 -> scale 1.4826
+    np.testing.assert_allclose(robust_z(x), [0, 0, 0, 1 / 1.4826, 50.0])  # 97/1.4826 = 65 -> clipped to 50
+    np.testing.assert_array_equal(robust_z(np.array([0.0, 0.0, 0.0, 0.2])), [0, 0, 0, 50])
+
+
+def test_knn_and_mahalanobis_find_the_isolated_point():
+    rng = np.random.default_rng(0)
+    z = np.vstack([rng.normal(0, 1, (200, 4)), [[8.0, 8.0, 8.0, 8.0]]])
+    assert knn_distance(z, 5).argmax() == 200 and mahalanobis(z).argmax() == 200
+    # the k-th neighbour excludes the point itself: two coincident points are not at distance 0 from "self"
+    assert knn_distance(np.array([[0.0], [1.0], [3.0]]), 1).tolist() == [1.0, 1.0, 2.0]
+
+
+def _table(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"source": ["/sky/a.fits"] * n + ["/det/t.h5"] * n, "key": ["0"] * n + ["/events"] * n,
+                       "index": list(range(n)) * 2})
+    # the detector population has 10x larger errors than the sky population
+    df["recon"] = np.r_[rng.normal(1, 0.1, n), rng.normal(10, 1, n)]
+    df["masked"] = 0.0
+    return df
+
+
+def test_ensemble_normalises_within_population():
+    df = _table()
+    df.loc[5, "recon"] = 3.0       # a sky frame 20 sigma out: small next to any detector value
+    df.loc[70, "masked"] = 0.25    # a detector frame with a masked patch
+    for method in ("robust_z", "rank"):
+        s = ensemble(df, {"recon": 1.0, "masked": 1.0}, method)
+        top2 = set(np.argsort(-s)[:2])
+        assert (5 in top2) if method == "rank" else top2 == {5, 70}, (method, top2)
+    assert set(population(df)) == {"/sky", "/det/t.h5:/events"}
+
+
+def test_weights_zero_drop_a_component():
+    df = _table()
+    df.loc[70, "masked"] = 0.25
+    s = ensemble(df, {"recon": 1.0, "masked": 0.0})
+    assert np.argmax(s) != 70
+
+
+def test_labels_move_frame_and_neighbours():
+    rng = np.random.default_rng(1)
+    n = 50
+    z = np.vstack([rng.normal(0, 1, (n - 3, 2)), [[10, 10], [10.1, 10], [10, 10.1]]])
+    df = pd.DataFrame({"source": ["s"] * n, "key": ["0"] * n, "index": range(n)})
+    labels = pd.DataFrame({"source": ["s"], "key": ["0"], "index": [n - 3], "label": ["boring"]})
+    adj, marks = label_adjustment(z, df, labels, n_neighbours=2)
+    assert adj[n - 3] == pytest.approx(-1.0) and marks[n - 3] == "boring"
+    assert adj[n - 2] < -0.1 and adj[n - 1] < -0.1          # its two latent neighbours follow it down
+    assert np.count_nonzero(adj) == 3                        # nobody else moves
+
+
+def test_rank_scores_contract_and_rollup(tmp_path):
+    cfg = config.parse({"score": {"weights": {"recon": 1.0}, "k": 2}})
+    n = 12
+    part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": [i // 4 for i in range(n)],
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "recon": np.linspace(0, 1, n) ** 2,
+                         "recon_sobel": 0.0, "kl": 0.0, "masked": 0.0, "sobel_peak": 0.0, "cnn": 0.0,
+                         "z0": np.arange(n, dtype=float), "z1": 0.0})
+    ranked, z = rank_scores(cfg, [part.iloc[:6], part.iloc[6:]], read_labels(None))
+    assert list(ranked.columns[:5]) == ["source", "key", "index", "score", "rank"]
+    assert ranked["rank"].tolist() == list(range(1, n + 1)) and ranked["index"].iloc[0] == 11
+    assert ranked.score.is_monotonic_decreasing and z.shape == (n, 2) and z[0, 0] == 11
+    frames = by_frame(ranked)
+    assert frames.frame.tolist() == [2, 1, 0] and frames.tiles.tolist() == [4, 4, 4]
+    assert frames.score.iloc[0] == ranked.score.max()
+
+
+def test_bad_labels_file_is_a_user_error(tmp_path):
+    from cnnpipe.errors import UserError
+
+    (tmp_path / "labels.csv").write_text("source,key,index,label\na.fits,0,0,weird\n")
+    with pytest.raises(UserError, match="interesting' or 'boring"):
+        read_labels(tmp_path / "labels.csv")
+    assert read_labels(tmp_path / "missing.csv").empty

@@ -1,0 +1,53 @@
+LABELS = config["score"]["labels"]
+
+
+rule score:
+    input:
+        features=rules.preprocess.output.features,
+        manifest=rules.manifest.output.manifest,
+        vae=rules.train_vae.output.model,
+        cnn=rules.train_cnn.output.model,
+    output:
+        scores="results/scores/shard-{shard}.parquet",
+    log:
+        "logs/score/shard-{shard}.log",
+    benchmark:
+        "results/benchmarks/score/shard-{shard}.tsv"
+    params:
+        settings=settings("device", "score"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "cnnpipe score --settings {params.settings:q} --threads {threads} --shard {wildcards.shard} "
+        "--features {input.features} --manifest {input.manifest} --vae {input.vae} --cnn {input.cnn} "
+        "--out {output.scores} 2> {log}"
+
+
+rule rank:
+    input:
+        scores=expand(rules.score.output.scores, shard=SHARDS),
+        vae=rules.train_vae.output.model,
+        features=expand(rules.preprocess.output.features, shard=SHARDS),
+        labels=[LABELS] if os.path.exists(LABELS) else [],
+    output:
+        anomalies="results/anomalies.csv",
+        by_frame="results/anomalies_by_frame.csv",
+        latent_map="results/latent_map.csv",
+        gallery="results/gallery.h5",
+    log:
+        "logs/rank.log",
+    benchmark:
+        "results/benchmarks/rank.tsv"
+    params:
+        settings=settings("score", "report", "device"),
+        labels=f"--labels {LABELS}" if os.path.exists(LABELS) else "",
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "cnnpipe rank --settings {params.settings:q} --threads {threads} {input.scores} {params.labels} "
+        "--vae {input.vae} --results results --anomalies {output.anomalies} --by-frame {output.by_frame} "
+        "--latent-map {output.latent_map} --gallery {output.gallery} 2> {log}"
