@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 from pathlib import Path
 from typing import Iterator
@@ -14,7 +15,10 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The temp name keeps the suffix (``x.tmp-123.h5``) so libraries that look at suffixes still work.
     """
     final = Path(path)
-    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:  # a file sits where the output folder should be
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(final.parent)) from None
     tmp = final.with_name(f"{final.stem}.tmp-{os.getpid()}{final.suffix}")
     try:
         yield tmp

@@ -261,6 +261,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:  # user mistakes are one line; anything else keeps its traceback for the log
         print(f"cnnpipe {args.verb}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the environment, not a bug: unwritable or missing path, full disk
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"cnnpipe {args.verb}: error: {exc.strerror or ' '.join(str(exc).split())}{where}", file=sys.stderr)
+        return 1
     return 0
 
 

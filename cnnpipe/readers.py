@@ -172,6 +172,7 @@ def _float_frames(block) -> np.ndarray:
     return out
 
 
+VALID_BITPIX = (8, 16, 32, 64, -32, -64)
 HEADER_CARDS = ("OBJECT", "TELESCOP", "INSTRUME", "DATE-OBS", "FILTER", "EXPTIME", "RA", "DEC")
 
 
@@ -186,7 +187,12 @@ def _declared_bytes(hdu) -> int:
 
 def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
     """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy."""
-    size = os.path.getsize(path)
+    try:  # a broken link, a vanished file or one without read permission: say so instead of crashing
+        size = os.path.getsize(path)
+        open(path, "rb").close()
+    except OSError as exc:
+        yield Problem(path, "", -1, f"cannot open: {exc.strerror or _one_line(exc)}")
+        return
     if size == 0:
         yield Problem(path, "", -1, "empty file (0 bytes)")
         return
@@ -204,6 +210,10 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                     if len(shape) == 0:
                         continue  # header-only HDU (e.g. an empty primary before extensions)
                     images += 1
+                    if hdu.header.get("BITPIX") not in VALID_BITPIX:
+                        yield Problem(path, key, -1, f"HDU {i} has BITPIX {hdu.header.get('BITPIX')!r}, "
+                                                     f"not one of {', '.join(map(str, VALID_BITPIX))}")
+                        continue
                     if len(shape) not in (2, 3):
                         yield Problem(path, key, -1, f"HDU {i} has {len(shape)}-D data {shape}, need 2-D or 3-D")
                         continue

@@ -115,9 +115,55 @@ def bad(d: Path) -> dict[str, str]:
     out["not_hdf5.h5"] = "unable to"
 
     (d / "notes.txt").write_text("hello")
+
+    # BITPIX that the FITS standard does not allow (17): astropy refuses the HDU
+    h = fits.Header()
+    h["SIMPLE"], h["BITPIX"], h["NAXIS"], h["NAXIS1"], h["NAXIS2"] = True, 17, 2, 16, 16
+    (d / "bad_bitpix.fits").write_bytes(h.tostring().encode() + b"\0" * 2880)
+    out["bad_bitpix.fits"] = "BITPIX"
+
+    # a tile-compressed image whose compressed bytes are overwritten: decompression fails
+    c = np.round(_img(11, (64, 64)) * 4).astype(np.int32)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(c, compression_type="RICE_1")]).writeto(d / "corrupt_tile.fits.fz")
+    raw = bytearray((d / "corrupt_tile.fits.fz").read_bytes())
+    heap = 2 * 2880 + 2880  # primary header, compressed-table header (2 blocks), start of the table/heap
+    for i in range(heap + 64, len(raw) - 64):
+        raw[i] ^= 0xA5
+    (d / "corrupt_tile.fits.fz").write_bytes(bytes(raw))
+    out["corrupt_tile.fits.fz"] = "unreadable FITS"
+
+    # unreadable: mode 000 blocks reads for normal users, but root reads anything, so as root a broken
+    # symlink named like a FITS file stands in for a file that cannot be opened
+    (d / "no_access.fits").write_bytes((d / "bad_bitpix.fits").read_bytes())
+    if os.geteuid() == 0:
+        os.remove(d / "no_access.fits")
+        os.symlink(d / "vanished-target.fits", d / "no_access.fits")
+        out["no_access.fits"] = "cannot open"
+    else:
+        fits.PrimaryHDU(_img(12)).writeto(d / "no_access.fits", overwrite=True)
+        os.chmod(d / "no_access.fits", 0)
+        out["no_access.fits"] = "cannot open"
+    return out
+
+
+def odd(d: Path) -> dict[str, str]:
+    """Readable files with hostile names or headers: they must be ranked, their text shown escaped.
+
+    Returns {filename as the OS spells it: the header OBJECT value}.
+    """
+    d.mkdir(parents=True, exist_ok=True)
+    out: dict[str, str] = {}
+    name = os.fsdecode(b"latin1_\xe9t\xe9.fits")  # not UTF-8: surrogate-escaped by Python
+    fits.PrimaryHDU(_img(40, (64, 64))).writeto(os.path.join(d, name))
+    out[name] = ""
+    h = fits.PrimaryHDU(_img(41, (64, 64)))
+    h.header["OBJECT"] = "<script>alert(1)</script>"
+    h.writeto(d / "html_header.fits")
+    out["html_header.fits"] = "<script>alert(1)</script>"
     return out
 
 
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "corpus")
-    print(len(good(root / "good")), "good files,", len(bad(root / "bad")), "bad files in", root)
+    print(len(good(root / "good")), "good files,", len(bad(root / "bad")), "bad files,",
+          len(odd(root / "odd")), "odd-but-readable files in", root)
