@@ -292,3 +292,19 @@ def test_denoise_fits_input_gives_fits_with_provenance(tmp_path):
         assert hdul[0].header["CNPSRC"] == "sky/field.fits.gz" and hdul[0].header["CNPMODEL"].endswith("vae.pt")
         assert len(hdul) == 13 and hdul[1].data.shape == (16, 16)
         assert [h.header["CNPINDEX"] for h in hdul[1:]] == list(range(12))
+
+
+def test_labels_csv_makes_the_cnn_supervised(tmp_path):
+    x = blobs(64)
+    marked = np.arange(64) % 2 == 1
+    x[marked, 0, 6:10, :] += 1.0  # class "bar": a horizontal band
+    feats, man = write_dataset(tmp_path / "d", x)
+    csv = tmp_path / "labels.csv"
+    pd.DataFrame({"source": "data.h5", "key": "/x", "index": np.arange(60),  # 4 frames left unlabelled
+                  "label": np.where(marked[:60], "bar", "plain")}).to_csv(csv, index=False)
+    cfg = tiny_cfg(cnn={"epochs": 5, "labels_csv": str(csv)}, lr=0.01)
+    s = train(cfg, "cnn", feats, man, tmp_path / "cnn.pt", tmp_path / "m.csv")
+    assert s["mode"] == "supervised" and s["classes"] == ["bar", "plain"]
+    assert s["n_train"] + s["n_val"] == 60 and s["val_accuracy"] >= 0.9
+    _, meta = checkpoint.load_model(tmp_path / "cnn.pt", "cpu")
+    assert meta["classes"] == ["bar", "plain"] and meta["mode"] == "supervised"
