@@ -1,5 +1,6 @@
 # cnnpipe: rank FITS/HDF5 frames by how anomalous they are.  Run: snakemake --cores all
 from cnnpipe.config import validate
+from cnnpipe.summary import run_summary
 
 
 configfile: "config/config.yaml"
@@ -26,4 +27,4 @@ rule all:
 
 
 onsuccess:
-    print(f"\ncnnpipe: ranked list results/anomalies.csv, report {os.path.abspath(rules.report.output.html)}")
+    print("\n" + run_summary(rules.report.output.html, rules.rank.output.anomalies, rules.manifest.output.manifest))

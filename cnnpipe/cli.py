@@ -17,6 +17,13 @@ def _cfg(args) -> Config:
     return load(args.config, args.settings)
 
 
+def _expected(cfg: Config, kind: str) -> dict:
+    """The model config a checkpoint must match for ``cfg`` (a mismatch is refused with one line)."""
+    from .checkpoint import expected_config
+
+    return expected_config(cfg, kind)
+
+
 def cmd_demo_data(args) -> None:
     from .demo import make_demo
 
@@ -77,8 +84,8 @@ def cmd_score(args) -> None:
 
     cfg = _cfg(args)
     device = select(cfg.device, args.threads)
-    vae, _ = load_model(args.vae, device)
-    cnn, cnn_meta = load_model(args.cnn, device)
+    vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
+    cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
     df = score_shard(args.features, read_csv(args.manifest), args.shard, vae, cnn, cnn_meta, device,
                      cfg.score.top_fraction)
     write_parquet(df, args.out)
@@ -95,7 +102,7 @@ def cmd_rank(args) -> None:
     ranked, z = rank_scores(cfg, read_scores(args.scores), labels)
     write_rank_outputs(ranked, z, args.anomalies, args.by_frame, args.latent_map)
     device = select(cfg.device, args.threads)
-    vae, _ = load_model(args.vae, device)
+    vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
     gallery(ranked, Path(args.results), vae, device, cfg.report.top_k, args.gallery)
     log.info("ranked %d frames (%d human labels) -> %s", len(ranked), len(labels), args.anomalies)
     for r in ranked.head(5).itertuples():
@@ -139,6 +146,19 @@ def cmd_generate(args) -> None:
     log.info("wrote %s", " and ".join(map(str, paths)))
 
 
+def cmd_config_docs(args) -> None:
+    from .atomic import atomic_path
+    from .configdocs import schema_markdown
+
+    text = schema_markdown()
+    if args.out in (None, "-"):
+        sys.stdout.write(text)
+        return
+    with atomic_path(args.out) as tmp:
+        Path(tmp).write_text(text)
+    log.info("config documentation -> %s", args.out)
+
+
 def _add_config(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="config file (default: none; schema defaults apply)")
     p.add_argument("--settings", metavar="JSON", help="config as JSON, merged over --config (the rules use this)")
@@ -164,6 +184,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = verb("demo-data", cmd_demo_data, "write the embedded demo data set (sky FITS, tracks HDF5, truth.csv)",
              "cnnpipe demo-data --config config/config.yaml --out results/demo")
     p.add_argument("--out", required=True, help="output folder")
+
+    p = verb("config-docs", cmd_config_docs, "write config/README.md (every config key, default and meaning) "
+             "from the schema", "cnnpipe config-docs --out config/README.md")
+    p.add_argument("--out", default="-", help="file to write (default: standard output)")
 
     p = verb("ingest", cmd_ingest, "read, normalise and tile the inputs of one shard",
              "cnnpipe ingest --config config/config.yaml --shard 0 --out results/frames/shard-0.h5 "
@@ -259,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except UserError as exc:  # user mistakes are one line; anything else keeps its traceback for the log
-        print(f"cnnpipe {args.verb}: error: {exc}", file=sys.stderr)
+        print(f"cnnpipe {args.verb}: error: {' '.join(str(exc).split())}", file=sys.stderr)
         return 2
     except OSError as exc:  # the environment, not a bug: unwritable or missing path, full disk
         where = f": {exc.filename}" if exc.filename else ""

@@ -203,9 +203,20 @@ def load(path: str | Path | None = None, settings: str | None = None) -> Config:
     """Config from a YAML file and/or a JSON string (the form the Snakemake rules pass); JSON wins."""
     raw: dict[str, Any] = {}
     if path:
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        try:
+            raw = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML ({' '.join(str(exc).split())})") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"{path} must hold a mapping of config keys, not {type(raw).__name__}")
     if settings:
-        _merge(raw, json.loads(settings))
+        try:
+            extra = json.loads(settings)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"--settings is not valid JSON ({exc}); e.g. --settings '{{\"device\": \"cpu\"}}'") from None
+        if not isinstance(extra, dict):
+            raise ConfigError("--settings must be a JSON object, e.g. --settings '{\"device\": \"cpu\"}'")
+        _merge(raw, extra)
     return parse(raw)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 from .atomic import atomic_path
 from .config import Config
 from .normalise import normalise_block
+from .progress import progress
 from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
 from .tiling import tiles, tiles_per_frame
@@ -56,7 +57,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
         writer = ShardWriter(f)
         f.attrs["normalise"] = cfg.ingest.normalise.method
         f.attrs["tile_size"], f.attrs["tile_overlap"] = size, cfg.ingest.tile_overlap
-        for unit in units:
+        for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units"):
             for rec in read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels):
                 if isinstance(rec, Problem):
                     rows.append(_row(rec.source, rec.key, rec.frame, shard, -1, 0, 0, "quarantined", rec.reason))

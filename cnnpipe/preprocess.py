@@ -1,6 +1,7 @@
 """Preprocessing: Sobel magnitude (+ direction) and max pooling of a frames shard, batched on the device."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import h5py
@@ -11,7 +12,10 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .config import Config
 from .filters import max_pool, max_pool_by, sobel_magnitude, sobel_magnitude_direction
-from .shards import ShardWriter, iter_batches
+from .progress import progress
+from .shards import ShardWriter, iter_batches, shard_length
+
+log = logging.getLogger(__name__)
 
 
 def features(frames: torch.Tensor, pool_levels: int = 1, direction: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -54,7 +58,9 @@ def preprocess_shard(cfg: Config, frames_path: str | Path, out: str | Path, devi
         writer = ShardWriter(f)
         f.attrs["channels"] = ["intensity", "sobel"] + (["direction"] if p.direction else [])
         f.attrs["pool_levels"] = p.pool_levels
-        for batch in iter_batches(frames_path, ["frames", "label"], p.batch_size):
+        n_batches = -(-shard_length(frames_path, "frames") // p.batch_size)
+        for batch in progress(iter_batches(frames_path, ["frames", "label"], p.batch_size), n_batches,
+                              f"preprocess {Path(frames_path).name}", log, unit="batches"):
             x = torch.from_numpy(batch["frames"]).to(device)
             feats, valid = features(x, p.pool_levels, p.direction)
             writer.append(features=feats.cpu().numpy(), valid=valid.cpu().numpy(), label=batch["label"])

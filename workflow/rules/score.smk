@@ -14,7 +14,8 @@ rule score:
     benchmark:
         "results/benchmarks/score/shard-{shard}.tsv"
     params:
-        settings=settings("device", "score"),
+        # train/ingest/preprocess: the model config a checkpoint must match (refused with one line otherwise)
+        settings=settings("device", "score", "train", "ingest", "preprocess"),
     threads: 1
     resources:
         mem_mb=2000,
@@ -41,7 +42,7 @@ rule rank:
     benchmark:
         "results/benchmarks/rank.tsv"
     params:
-        settings=settings("score", "report", "device"),
+        settings=settings("score", "report", "device", "train", "ingest", "preprocess"),
         labels=f"--labels {LABELS}" if os.path.exists(LABELS) else "",
     threads: 2
     resources:
