@@ -92,6 +92,26 @@ def test_invalid_settings_json_is_one_line(capsys):
     assert "--settings is not valid JSON" in line
 
 
+def test_bad_yaml_config_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "config.yaml"
+    bad.write_text("ingest:\n  tile_size: [64\n")
+    assert main(["ingest", "--config", str(bad), "--shard", "0", "--out", "x", "--manifest", "y"]) == 2
+    assert f"{bad} is not valid YAML" in _one_line_error(capsys.readouterr().err)
+
+
+def test_unexpected_errors_keep_their_traceback(monkeypatch):
+    """A bug is not a user mistake: main lets it propagate, so Python prints the full traceback to stderr,
+    which the rule's ``2> {log}`` keeps in logs/<rule>/..."""
+    import cnnpipe.configdocs
+
+    def broken() -> str:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cnnpipe.configdocs, "schema_markdown", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        main(["config-docs"])
+
+
 def _fits(path) -> None:
     from astropy.io import fits
 
