@@ -268,16 +268,20 @@ class Task:
                             "allow a flip, rot90 or translate > 0 in 'augment', or give labels")
         self.n_classes = len(classes) if classes else len(self.transforms)
         self.terms = ["recon", "recon_sobel", "kl"] if kind == "vae" else ["accuracy"]
+        aug = cfg.augment
+        self.augments = aug.hflip or aug.vflip or aug.rot90 or aug.translate > 0
 
     def train_loss(self, model: nn.Module, b: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         x, valid, y = b["x"], b["valid"], b["y"]
         if self.kind == "vae":
-            xv = random_augment(torch.cat([x, valid[:, None]], 1), self.cfg.augment, gen)
-            x, valid = xv[:, :-1], xv[:, -1]
+            if self.augments:  # the valid map moves with the frame
+                xv = random_augment(torch.cat([x, valid[:, None]], 1), self.cfg.augment, gen)
+                x, valid = xv[:, :-1], xv[:, -1]
             recon, mu, logvar = model(x)
             return vae_loss(x, recon, valid, mu, logvar, self.cfg.train.vae.beta)
         if self.mode == "supervised":
-            x = random_augment(x, self.cfg.augment, gen)
+            if self.augments:
+                x = random_augment(x, self.cfg.augment, gen)
         else:  # every frame under every allowed transform, labelled by the transform's index
             x = torch.cat([apply(x, t) for t in self.transforms])
             y = torch.arange(len(self.transforms), device=x.device).repeat_interleave(b["x"].shape[0])
@@ -449,7 +453,7 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
         train_stream.set_seed(int(order.integers(2 ** 63)))
         lr = opt.param_groups[0]["lr"]
         net.train()
-        sums, seen, t0 = {}, 0, time.perf_counter()
+        sums, seen, t0, c0 = {}, 0, time.perf_counter(), time.process_time()
         bar = _progress(steps, f"{kind} epoch {epoch + 1}/{sub.epochs}", main)
         for step, b in enumerate(train_stream):
             if step == steps:
@@ -471,7 +475,7 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
                 bar.set_postfix(loss=f"{loss.item():.4g}")
         if bar is not None:
             bar.close()
-        seconds = time.perf_counter() - t0
+        seconds, cpu_seconds = time.perf_counter() - t0, time.process_time() - c0
         keys = ["loss", *task.terms]
         tot = _all_sum([sums.get(k, 0.0) for k in keys] + [seen, seconds], device)
         seen_all = tot[len(keys)]
@@ -481,6 +485,7 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
         row["lr"] = lr  # at the start of the epoch (the cosine schedule steps every batch)
         row["samples_per_s"] = seen_all / max(seconds, 1e-9)
         row["seconds"] = seconds
+        row["cpu_seconds"] = cpu_seconds  # this process's CPU time: robust to other load on a shared machine
         monitor = row["val_loss"] if not math.isnan(row.get("val_loss", math.nan)) else row["train_loss"]
         if monitor < state["best"]:
             state.update(best=monitor, best_epoch=epoch + 1, bad=0,
