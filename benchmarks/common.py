@@ -22,3 +22,55 @@ def report(name: str, ours: float, baseline: float, unit: str, goal: float) -> s
             f"ratio {ratio:6.2f}x  (goal >= {goal}x: {'met' if ratio >= goal else 'NOT met'})")
     print(line, flush=True)
     return line
+
+
+# ---- running the real workflow (e2e, scale, quality) -----------------------------------------------
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def run_workflow(workdir, cfg: dict, cores: int = 2, timeout: int = 3600) -> float:
+    """``snakemake --cores N`` with the repo's Snakefile in ``workdir`` with ``cfg``; wall seconds.
+
+    Exits with Snakemake's output tail when the run fails: a benchmark of a failed run means nothing.
+    """
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    workdir = __import__("pathlib").Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "bench.yaml").write_text(yaml.safe_dump(cfg))
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+           "--configfile", str(workdir / "bench.yaml"), "--cores", str(cores), "--workflow-profile", "none"]
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
+    wall = time.perf_counter() - t0
+    if out.returncode != 0:
+        sys.exit(f"snakemake failed in {workdir}:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}")
+    return wall
+
+
+def rule_benchmarks(workdir):
+    """Snakemake's per-job benchmark files under results/benchmarks/ as one table:
+    rule, job (shard file or rule), s (wall seconds), max_rss (MB), cpu_time."""
+    import pandas as pd
+
+    root = __import__("pathlib").Path(workdir) / "results" / "benchmarks"
+    rows = []
+    for tsv in sorted(root.rglob("*.tsv")):
+        rel = tsv.relative_to(root)
+        rule = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
+        t = pd.read_csv(tsv, sep="\t")
+        rows.append({"rule": rule, "job": str(rel.with_suffix("")), "s": float(t.s.iloc[-1]),
+                     "max_rss": float(t.max_rss.iloc[-1]) if str(t.max_rss.iloc[-1]) != "-" else float("nan"),
+                     "cpu_time": float(t.cpu_time.iloc[-1])})
+    return pd.DataFrame(rows)
+
+
+def per_rule(bench):
+    """Per rule: jobs, summed and longest job time, largest max_rss over its jobs."""
+    return bench.groupby("rule", sort=False).agg(jobs=("s", "size"), total_s=("s", "sum"), max_job_s=("s", "max"),
+                                                 max_rss_mb=("max_rss", "max"))

@@ -1,0 +1,70 @@
+"""Peak RSS and wall time of the whole workflow at 1x, 4x and 10x the demo data, same config otherwise.
+
+The demo's ``sky_frames`` / ``track_frames`` are multiplied; shards stay at ``n_shards`` so each per-shard
+job gets k times the frames. Training is one epoch per model, so its time is one pass over the data.
+Memory comes from Snakemake's ``benchmark:`` files (``max_rss`` per job). Goals: per-shard rules' peak RSS
+at 10x <= 1.2x that at 1x (they stream in chunks), training's too (it streams shards), and time growing no
+faster than the data (time ratio <= data ratio). ``demo_data`` only makes the inputs and is not judged.
+Run: python benchmarks/scale.py [--factors 1 4 10] [--cores 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from common import per_rule, rule_benchmarks, run_workflow
+
+STREAMING = ["ingest", "preprocess", "score", "train_cnn", "train_vae", "generate", "manifest"]
+
+
+def config(k: int, shards: int) -> dict:
+    return {"inputs": ["results/demo/sky", "results/demo/tracks.h5"],
+            "demo": {"sky_frames": 160 * k, "track_frames": 240 * k},
+            "ingest": {"n_shards": shards},
+            "train": {"cnn": {"epochs": 1}, "vae": {"epochs": 1}}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--factors", type=int, nargs="+", default=[1, 4, 10])
+    ap.add_argument("--shards", type=int, default=4)
+    ap.add_argument("--cores", type=int, default=2)
+    a = ap.parse_args()
+    tables, walls = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in a.factors:
+            wd = Path(tmp) / f"x{k}"
+            walls[k] = run_workflow(wd, config(k, a.shards), a.cores)
+            tables[k] = per_rule(rule_benchmarks(wd))
+            frames = len(pd.read_csv(wd / "results" / "anomalies.csv"))
+            print(f"{k:>3}x demo ({400 * k} frames, {frames} tiles ranked): wall {walls[k]:.1f} s, "
+                  f"pipeline rules {tables[k].total_s.drop('demo_data', errors='ignore').sum():.1f} s of jobs",
+                  flush=True)
+    lo, hi = min(a.factors), max(a.factors)
+    data_ratio = hi / lo
+    print(f"\nper rule, {hi}x vs {lo}x:  peak RSS MB ({lo}x / {hi}x, ratio; goal <= 1.2 for streaming rules)"
+          f"   time s (longest job {lo}x / {hi}x, ratio; goal <= {data_ratio:.0f})")
+    out = {}
+    for rule in tables[lo].index:
+        r0, r1 = tables[lo].loc[rule], tables[hi].loc[rule]
+        mem, tim = r1.max_rss_mb / r0.max_rss_mb, r1.max_job_s / max(r0.max_job_s, 1e-3)
+        judged = rule in STREAMING
+        ok = "met" if mem <= 1.2 else "NOT met"
+        print(f"  {rule:<11} RSS {r0.max_rss_mb:7.0f} / {r1.max_rss_mb:7.0f}  {mem:5.2f}x "
+              f"{'(' + ok + ')' if judged else '(not judged)':<14} time {r0.max_job_s:6.1f} / {r1.max_job_s:7.1f}"
+              f"  {tim:5.2f}x  {'(met)' if tim <= data_ratio else '(NOT met)'}")
+        out[rule] = {"rss_mb": [r0.max_rss_mb, r1.max_rss_mb], "job_s": [r0.max_job_s, r1.max_job_s]}
+    pipe = {k: tables[k].total_s.drop("demo_data", errors="ignore").sum() for k in a.factors}
+    wall_ratio = walls[hi] / walls[lo]
+    print(f"  {'whole run':<11} wall {walls[lo]:.1f} / {walls[hi]:.1f} s  {wall_ratio:.2f}x; sum of pipeline jobs "
+          f"{pipe[lo]:.1f} / {pipe[hi]:.1f} s  {pipe[hi] / pipe[lo]:.2f}x  (goal <= {data_ratio:.0f}x: "
+          f"{'met' if pipe[hi] / pipe[lo] <= data_ratio else 'NOT met'})")
+    print(json.dumps({"walls": walls, "pipeline_s": pipe, "rules": out}))
+
+
+if __name__ == "__main__":
+    main()
