@@ -38,7 +38,8 @@ def inputs_digest(wildcards):
         h = hashlib.sha256()
         for path, problem in resolve_inputs(config["inputs"]):
             st = os.stat(path) if not problem and os.path.exists(path) else None
-            h.update(f"{path}\0{problem}\0{st and st.st_size}\0{st and st.st_mtime_ns}\n".encode())
+            line = f"{path}\0{problem}\0{st and st.st_size}\0{st and st.st_mtime_ns}\n"
+            h.update(line.encode("utf-8", "surrogateescape"))  # non-UTF-8 file names
         _DIGEST["inputs"] = h.hexdigest()
     return _DIGEST["inputs"]
 
