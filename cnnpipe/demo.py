@@ -28,11 +28,11 @@ def hubble_gray() -> np.ndarray:
 
 
 def sky_cutout(field: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
-    """A random ``size`` square from ``field`` in counts: sky 200, sources up to ~5000, Poisson + read noise."""
+    """A random ``size`` square from ``field`` in counts: sky 1000, sources up to ~5000 more, Poisson + read noise."""
     y = rng.integers(0, field.shape[0] - size)
     x = rng.integers(0, field.shape[1] - size)
     cut = np.rot90(field[y:y + size, x:x + size], rng.integers(4))
-    signal = 200.0 + 5000.0 * cut
+    signal = 1000.0 + 5000.0 * cut
     return (rng.poisson(signal) + rng.normal(0, 5, cut.shape)).astype(np.float32)
 
 
@@ -178,7 +178,7 @@ def track_event(size: int, rng: np.random.Generator, anomaly: str | None = None)
         curv = rng.choice([-1, 1]) * rng.uniform(0.01, 0.05)
         length = rng.uniform(0.25, 0.45) * size
         ys, xs = helix(vy, vx, angle, curv, length)
-        if anomaly == "kink" and t == 0:
+        if anomaly == "kink" and t == 0:  # a decay in flight: the track goes on at a sharp angle
             ys2, xs2 = helix(ys[-1], xs[-1], angle + rng.choice([-1, 1]) * rng.uniform(1.2, 1.8), curv, length)
             ys, xs = np.concatenate([ys, ys2]), np.concatenate([xs, xs2])
         _draw(img, ys, xs, amp=rng.uniform(0.8, 1.2))
