@@ -65,9 +65,29 @@ def rule_benchmarks(workdir):
         rule = rel.parts[0] if len(rel.parts) > 1 else tsv.stem
         t = pd.read_csv(tsv, sep="\t")
         rows.append({"rule": rule, "job": str(rel.with_suffix("")), "s": float(t.s.iloc[-1]),
+                     "sampled_rss": float(t.max_rss.iloc[-1]) if str(t.max_rss.iloc[-1]) != "-" else float("nan"),
                      "max_rss": float(t.max_rss.iloc[-1]) if str(t.max_rss.iloc[-1]) != "-" else float("nan"),
                      "cpu_time": float(t.cpu_time.iloc[-1])})
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    # Snakemake samples RSS each second for 30 s, then every 30 s: a job's peak can fall between samples.
+    # cnnpipe logs its exact peak (getrusage) at exit; take the larger of the two.
+    exact = log_peaks(workdir)
+    df["max_rss"] = [max(r, exact[j]) if j in exact and r == r else exact.get(j, r) for r, j in zip(df.max_rss, df.job)]
+    return df
+
+
+def log_peaks(workdir):
+    """Peak RSS (MB) each cnnpipe job wrote as its last log line ("peak RSS N MB"), keyed like
+    ``rule_benchmarks``' job column (logs/ingest/shard-0.log -> ingest/shard-0)."""
+    import re
+
+    root = __import__("pathlib").Path(workdir) / "logs"
+    out = {}
+    for log in root.rglob("*.log"):
+        found = re.findall(r"peak RSS (\d+) MB", log.read_text(errors="replace"))
+        if found:
+            out[str(log.relative_to(root).with_suffix(""))] = float(found[-1])
+    return out
 
 
 def per_rule(bench):
