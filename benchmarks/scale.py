@@ -2,7 +2,8 @@
 
 The demo's ``sky_frames`` / ``track_frames`` are multiplied; shards stay at ``n_shards`` so each per-shard
 job gets k times the frames. Training is one epoch per model, so its time is one pass over the data.
-Memory comes from Snakemake's ``benchmark:`` files (``max_rss`` per job). Goals: per-shard rules' peak RSS
+Memory per job: the larger of Snakemake's ``benchmark:`` sample (``max_rss``; sampled each second for
+30 s, then every 30 s, so it can miss a peak) and the exact peak cnnpipe logs at exit (``peak RSS N MB``). Goals: per-shard rules' peak RSS
 at 10x <= 1.2x that at 1x (they stream in chunks), training's too (it streams shards), and time growing no
 faster than the data (time ratio <= data ratio). ``demo_data`` only makes the inputs and is not judged.
 Run: python benchmarks/scale.py [--factors 1 4 10] [--cores 2]
