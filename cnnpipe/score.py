@@ -159,8 +159,10 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str = "robust_
 
 
 def label_adjustment(z: np.ndarray, df: pd.DataFrame, labels: pd.DataFrame, n_neighbours: int) -> tuple[np.ndarray, list]:
-    """Score shift from human labels: -1 for a frame marked boring (+1 interesting) and a share for its
-    ``n_neighbours`` nearest latent neighbours, fading with distance (Astronomaly-style active learning)."""
+    """Score shift from human labels: -2 for a frame marked boring (+2 interesting) and up to -0.5 (+0.5)
+    for its ``n_neighbours`` nearest latent neighbours, fading with distance (Astronomaly-style active
+    learning). The caller multiplies it by the score range, so a labelled frame lands below (above) every
+    unlabelled one whatever the scores' scale, and its neighbours move by up to half the range."""
     adj = np.zeros(len(df))
     marks = [""] * len(df)
     if labels.empty:
@@ -176,7 +178,7 @@ def label_adjustment(z: np.ndarray, df: pd.DataFrame, labels: pd.DataFrame, n_ne
         sign = 1.0 if label == "interesting" else -1.0
         dist, nbr = nn.kneighbors(z[i:i + 1])
         for d, j in zip(dist[0], nbr[0]):
-            adj[j] += sign * (1.0 if j == i else 0.5 * np.exp(-(d / scale) ** 2))
+            adj[j] += sign * (2.0 if j == i else 0.5 * np.exp(-(d / scale) ** 2))
         marks[i] = label
     return adj, marks
 
@@ -204,7 +206,7 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     df["mahalanobis"] = mahalanobis(z)
     df["score"] = ensemble(df, cfg.score.weights, cfg.score.ensemble, cfg.score.power)
     adj, marks = label_adjustment(z, df, labels, cfg.score.label_neighbours)
-    df["score"] += adj
+    df["score"] += adj * (df.score.max() - df.score.min())
     df["label"] = marks
     order = np.lexsort((df["index"].to_numpy(), df.key.to_numpy(), df.source.to_numpy(), -df.score.to_numpy()))
     df, z = df.iloc[order].reset_index(drop=True), z[order]

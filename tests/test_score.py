@@ -67,7 +67,7 @@ def test_labels_move_frame_and_neighbours():
     df = pd.DataFrame({"source": ["s"] * n, "key": ["0"] * n, "index": range(n)})
     labels = pd.DataFrame({"source": ["s"], "key": ["0"], "index": [n - 3], "label": ["boring"]})
     adj, marks = label_adjustment(z, df, labels, n_neighbours=2)
-    assert adj[n - 3] == pytest.approx(-1.0) and marks[n - 3] == "boring"
+    assert adj[n - 3] == pytest.approx(-2.0) and marks[n - 3] == "boring"
     assert adj[n - 2] < -0.1 and adj[n - 1] < -0.1          # its two latent neighbours follow it down
     assert np.count_nonzero(adj) == 3                        # nobody else moves
 
@@ -95,3 +95,16 @@ def test_bad_labels_file_is_a_user_error(tmp_path):
     with pytest.raises(UserError, match="interesting' or 'boring"):
         read_labels(tmp_path / "labels.csv")
     assert read_labels(tmp_path / "missing.csv").empty
+
+
+def test_boring_label_sinks_the_top_frame_whatever_the_score_scale():
+    cfg = config.parse({"score": {"weights": {"masked": 1.0}, "label_neighbours": 1}})
+    n = 20
+    part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "masked": [0.5] + [0.0] * (n - 1),
+                         "z0": np.arange(n, dtype=float)})
+    ranked, _ = rank_scores(cfg, [part], read_labels(None))
+    assert ranked["index"].iloc[0] == 0 and ranked.score.iloc[0] == 50.0  # robust z clipped at 50
+    labels = pd.DataFrame({"source": ["f.fits"], "key": ["0"], "index": [0], "label": ["boring"]})
+    ranked, _ = rank_scores(cfg, [part], labels)
+    assert ranked["index"].iloc[-1] == 0 and ranked.label.iloc[-1] == "boring"
