@@ -84,3 +84,9 @@ def test_separable_sobel_equals_conv2d_with_flipped_lecture_kernels():
     padded = torch.nn.functional.pad(img[:, None], (1, 1, 1, 1), mode="replicate")[:, 0]
     torch.testing.assert_close(gx, conv2d(padded, torch.flip(SOBEL_GX, (0, 1))))
     torch.testing.assert_close(gy, conv2d(padded, torch.flip(SOBEL_GY, (0, 1))))
+
+
+def test_max_pool_odd_sides_drop_the_last_row_and_column_like_max_pool2d():
+    x = torch.from_numpy(np.random.default_rng(4).normal(size=(3, 2, 9, 7)).astype(np.float32))
+    expected = torch.nn.functional.max_pool2d(x, 2)
+    assert max_pool(x, 1).shape == (3, 2, 4, 3) and torch.equal(max_pool(x, 1), expected)
