@@ -180,11 +180,6 @@ def _is_image(hdu) -> bool:
     return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
 
 
-def _declared_bytes(hdu) -> int:
-    h = hdu.header
-    return abs(int(h.get("BITPIX", 8))) // 8 * math.prod(int(h.get(f"NAXIS{i}", 0)) for i in range(1, int(h.get("NAXIS", 0)) + 1))
-
-
 def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
     """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy."""
     try:  # a broken link, a vanished file or one without read permission: say so instead of crashing
@@ -218,8 +213,8 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                         yield Problem(path, key, -1, f"HDU {i} has {len(shape)}-D data {shape}, need 2-D or 3-D")
                         continue
                     compressed = isinstance(hdu, fits.CompImageHDU) or path.lower().endswith(".gz")
-                    if not compressed and _declared_bytes(hdu) > size:
-                        yield Problem(path, key, -1, f"truncated: HDU {i} declares {_declared_bytes(hdu)} data "
+                    if not compressed and hdu.size > size:  # size: data bytes the header declares
+                        yield Problem(path, key, -1, f"truncated: HDU {i} declares {hdu.size} data "
                                                      f"bytes but the file has {size}")
                         continue
                     header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
