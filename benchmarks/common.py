@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Callable
 
 
@@ -25,7 +26,7 @@ def report(name: str, ours: float, baseline: float, unit: str, goal: float) -> s
 
 
 # ---- running the real workflow (e2e, scale, quality) -----------------------------------------------
-REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_workflow(workdir, cfg: dict, cores: int = 2, timeout: int = 3600) -> float:
@@ -39,7 +40,7 @@ def run_workflow(workdir, cfg: dict, cores: int = 2, timeout: int = 3600) -> flo
 
     import yaml
 
-    workdir = __import__("pathlib").Path(workdir)
+    workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "bench.yaml").write_text(yaml.safe_dump(cfg))
     env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -58,7 +59,7 @@ def rule_benchmarks(workdir):
     rule, job (shard file or rule), s (wall seconds), max_rss (MB), cpu_time."""
     import pandas as pd
 
-    root = __import__("pathlib").Path(workdir) / "results" / "benchmarks"
+    root = Path(workdir) / "results" / "benchmarks"
     rows = []
     for tsv in sorted(root.rglob("*.tsv")):
         rel = tsv.relative_to(root)
@@ -81,7 +82,7 @@ def log_peaks(workdir):
     ``rule_benchmarks``' job column (logs/ingest/shard-0.log -> ingest/shard-0)."""
     import re
 
-    root = __import__("pathlib").Path(workdir) / "logs"
+    root = Path(workdir) / "logs"
     out = {}
     for log in root.rglob("*.log"):
         found = re.findall(r"peak RSS (\d+) MB", log.read_text(errors="replace"))
