@@ -20,6 +20,7 @@ from . import __version__
 from .atomic import atomic_path
 from .checkpoint import load_model
 from .errors import UserError
+from .ingest import read_csv
 from .train import shard_number
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz", ".fits.gz", ".fit.gz", ".fts.gz")
@@ -52,7 +53,7 @@ def reconstruct(model: torch.nn.Module, x: np.ndarray, device: torch.device, bat
 
 
 def ok_rows(manifest: str | Path, source: str) -> pd.DataFrame:
-    df = pd.read_csv(manifest, dtype={"source": str, "key": str}, keep_default_na=False)
+    df = read_csv(manifest)
     rows = df[(df["source"] == source) & (df["status"] == "ok")]
     if rows.empty:
         raise UserError(f"no ingested frames of {source!r} in {manifest} (give the source exactly as in its "

@@ -20,6 +20,7 @@ from .atomic import atomic_path  # noqa: E402
 from .checkpoint import load_model  # noqa: E402
 from .denoise import read_frames  # noqa: E402
 from .errors import UserError  # noqa: E402
+from .ingest import read_csv  # noqa: E402
 
 
 def parse_frame_id(text: str) -> tuple[str, str, int]:
@@ -32,7 +33,7 @@ def parse_frame_id(text: str) -> tuple[str, str, int]:
 
 def pick_rows(manifest: str | Path, ids: list[tuple[str, str, int]] | None) -> pd.DataFrame:
     """Manifest rows of the two frames to interpolate; default: the first and last ingested frames."""
-    df = pd.read_csv(manifest, dtype={"source": str, "key": str}, keep_default_na=False)
+    df = read_csv(manifest)
     ok = df[df["status"] == "ok"]
     if ids is None:
         if len(ok) < 2:
