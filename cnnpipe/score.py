@@ -1,7 +1,7 @@
 """Anomaly scoring: per-shard model components, then gathered latent-space components, ensemble and ranking.
 
 Per shard (``score_shard``): VAE reconstruction error (masked; intensity and Sobel), KL term, latent mean,
-CNN score. Gathered (``rank``): kNN distance and Mahalanobis distance in latent space, a weighted ensemble of
+CNN score, and the sharpness measured at ingestion (cosmic-ray hits). Gathered (``rank``): kNN distance and Mahalanobis distance in latent space, a weighted ensemble of
 robust rank-normalised components within each population, the human-label re-ranking, the roll-up of tiles
 to frames, the report's gallery arrays and a 2-D latent map.
 """
@@ -29,7 +29,7 @@ from .shards import iter_batches
 log = logging.getLogger(__name__)
 
 ID = ["source", "key", "index"]
-SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", "cnn"]
+SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", "sharpness", "cnn"]
 COMPONENTS = [*SHARD_COMPONENTS, "latent_knn", "mahalanobis"]
 
 
@@ -51,13 +51,15 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
                      top_fraction: float = 0.03) -> dict[str, np.ndarray]:
     """Per-frame component scores of a feature batch (N, C, H, W) whose unmasked fraction is ``valid``.
 
-    recon / recon_sobel: mean of the worst ``top_fraction`` squared VAE residuals in intensity / Sobel;
+    recon / recon_sobel: mean of the worst ``top_fraction`` squared VAE residuals in intensity / Sobel, each
+    divided by the mean squared residual of its pixel over the training frames (``vae.residual_scale``):
+    a track far from where tracks usually are counts, a bright star core the model always blurs does not;
     kl: the VAE's KL term; masked: fraction of masked pixels; sobel_peak: the sharpest edge (cosmic rays);
     cnn: the CNN's score; mu: the latent means (for the gathered latent-space scores).
     """
     recon, mu, logvar = vae(x)
     mask = valid >= 0.5
-    residual = (x.float() - recon.float()) ** 2
+    residual = (x.float() - recon.float()) ** 2 / vae.residual_scale
     out = {
         "recon": top_mean(residual[:, 0], mask, top_fraction),
         "recon_sobel": top_mean(residual[:, 1], mask, top_fraction),
@@ -75,9 +77,9 @@ def score_shard(features_path: str | Path, manifest: pd.DataFrame, shard: int, v
     """Score every row of one features shard; return ID columns + components + latent columns z0..zD."""
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
     parts = []
-    for b in iter_batches(features_path, ["features", "valid"], batch):
+    for b in iter_batches(features_path, ["features", "valid", "sharpness"], batch):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
-        parts.append(model_components(vae, cnn, cnn_meta, x, valid, top_fraction))
+        parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), "sharpness": b["sharpness"]})
     if not parts:
         return pd.DataFrame(columns=[*ID, "frame", "y0", "x0", "shard", "row"])
     comp = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

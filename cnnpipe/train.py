@@ -50,7 +50,7 @@ from .config import Config
 from .device import select
 from .errors import UserError
 from .models import build
-from .models.vae import vae_loss
+from .models.vae import pixel_residual_scale, vae_loss
 
 log = logging.getLogger(__name__)
 
@@ -510,6 +510,9 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
             return {"interrupted_after": epoch + 1}
 
     model.load_state_dict(state["best_state"])
+    if kind == "vae":
+        model.residual_scale.copy_(pixel_residual_scale(
+            model, ShardStream(plan.train, tc.batch_size, shuffle=False), device))
     final = evaluate(model, task, val_stream, device, tc.amp)
     summary = {"kind": kind, "mode": task.mode, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                "stopped_early": state["stopped"], "n_train": train_stream.n_rows, "n_val": val_stream.n_rows,

@@ -9,7 +9,7 @@ from torch import nn
 from cnnpipe.config import parse
 from cnnpipe.models import CNN, ConvVAE, build
 from cnnpipe.models.cnn import cnn_score
-from cnnpipe.models.vae import kl_divergence, vae_loss, vae_terms
+from cnnpipe.models.vae import kl_divergence, pixel_residual_scale, vae_loss, vae_terms
 
 X = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=torch.float64)
 K = torch.tensor([[3, 5], [2, 2]], dtype=torch.float64)
@@ -96,6 +96,39 @@ def test_vae_terms_ignore_masked_pixels():
     assert t["kl"].tolist() == [0.0, 0.0]
     loss, _ = vae_loss(x, recon, valid, torch.zeros(2, 3), torch.zeros(2, 3), beta=1.0)
     assert loss.item() == pytest.approx(4.0 / 2)  # summed squared error, batch mean
+
+
+def _zero_vae() -> ConvVAE:
+    """A VAE whose every weight and bias is 0: it reconstructs every frame as 0, so residual = x^2."""
+    vae = ConvVAE(2, 4, [2], latent_dim=2)
+    for p in vae.parameters():
+        p.data.zero_()
+    return vae
+
+
+def test_pixel_residual_scale_is_the_mean_squared_residual_of_each_pixel_over_unmasked_frames():
+    x1, x2 = torch.ones(1, 2, 4, 4), torch.full((1, 2, 4, 4), 3.0)
+    x2[0, 1, 0, 0] = 5.0
+    v1, v2 = torch.ones(1, 4, 4), torch.ones(1, 4, 4)
+    v2[0, 3, 3] = 0.0   # masked in the second frame: only the first frame's residual counts there
+    scale = pixel_residual_scale(_zero_vae(), [{"x": x1, "valid": v1}, {"x": x2, "valid": v2}], torch.device("cpu"))
+    assert scale.shape == (2, 4, 4)
+    assert scale[0, 1, 1].item() == pytest.approx((1 + 9) / 2)
+    assert scale[1, 0, 0].item() == pytest.approx((1 + 25) / 2)
+    assert scale[:, 3, 3].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_scoring_divides_each_residual_by_its_pixel_scale():
+    from cnnpipe.score import model_components
+
+    vae, cnn = _zero_vae(), CNN(2, 4, [2], hidden=4, n_classes=2)
+    x, valid = torch.full((1, 2, 4, 4), 2.0), torch.ones(1, 4, 4)
+    x[0, 0, 1, 2] = 6.0                     # the worst intensity residual: 36 ...
+    before = model_components(vae, cnn, {"mode": "supervised"}, x, valid, top_fraction=1 / 16)
+    vae.residual_scale[0, 1, 2] = 9.0       # ... is usual at that pixel: it now counts 36 / 9 = 4
+    after = model_components(vae, cnn, {"mode": "supervised"}, x, valid, top_fraction=1 / 16)
+    assert before["recon"][0] == pytest.approx(36.0) and after["recon"][0] == pytest.approx(4.0)
+    assert before["recon_sobel"][0] == after["recon_sobel"][0] == pytest.approx(4.0)
 
 
 def test_cnn_shapes_from_lenet_to_alexnet_depth():

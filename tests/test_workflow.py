@@ -45,6 +45,22 @@ def test_features_shards_match_frames(run):
     assert total == (df.status == "ok").sum()
 
 
+def test_sharpness_from_ingestion_reaches_the_score_table(run):
+    """The per-tile sharpness written at ingestion (raw pixels) is the score table's ``sharpness`` column,
+    and the demo's cosmic-ray frames are the sharpest sky frames."""
+    wd, _ = run
+    results = wd / "results"
+    scores = pd.concat([pd.read_parquet(p) for p in sorted((results / "scores").glob("*.parquet"))])
+    for shard, g in scores.groupby("shard"):
+        with h5py.File(results / "frames" / f"shard-{shard}.h5") as f:
+            expected = f["sharpness"][:][g["row"].to_numpy()]
+        np.testing.assert_allclose(g["sharpness"].to_numpy(), expected, rtol=1e-6)
+    truth = pd.read_csv(results / "demo/truth.csv", dtype={"key": str})
+    sky = scores[~scores.key.str.startswith("/")].merge(truth, on=["source", "key", "frame"], how="left")
+    hits = sky.anomaly == "cosmic_rays"
+    assert hits.any() and sky.sharpness[hits].min() > sky.sharpness[~hits].max()
+
+
 def test_every_rule_has_log_and_benchmark(run):
     wd, _ = run
     assert (wd / "logs/manifest.log").read_text().count("quarantined:") >= 11

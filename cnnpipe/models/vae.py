@@ -35,6 +35,9 @@ class ConvVAE(nn.Module):
         self.dec = nn.ModuleList(nn.ConvTranspose2d(b, a, 4, stride=2, padding=1)
                                  for a, b in reversed(list(zip(widths, widths[1:]))))
         self.last_channels = channels[-1]
+        # mean squared residual of each pixel over the training frames (set after training): scoring divides
+        # by it, so an error counts by how unusual it is at that place, not by how much signal is there
+        self.register_buffer("residual_scale", torch.ones(in_channels, size, size))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each (N, latent_dim)."""
@@ -59,6 +62,30 @@ class ConvVAE(nn.Module):
         mu, logvar = self.encode(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
         return self.decode(z), mu, logvar
+
+
+@torch.no_grad()
+def pixel_residual_scale(model: ConvVAE, batches, device: torch.device) -> torch.Tensor:
+    """Mean squared reconstruction residual of every (channel, pixel) over ``batches`` of dicts with
+    ``x`` (N, C, H, W) and ``valid`` (N, H, W), masked pixels left out; returns (C, H, W) sums and counts
+    summed over distributed ranks, as the ratio. A pixel never unmasked gets the overall mean."""
+    model.eval()
+    total = count = None
+    for b in batches:
+        x, valid = b["x"].to(device).float(), b["valid"].to(device)
+        mask = (valid >= 0.5).float()[:, None]
+        se = (x - model(x)[0].float()) ** 2 * mask
+        s = se.sum(0)
+        c = mask.sum(0).expand_as(s)
+        total, count = (s, c) if total is None else (total + s, count + c)
+    if total is None:
+        return torch.ones_like(model.residual_scale)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(total)
+        torch.distributed.all_reduce(count)
+    overall = total.sum((1, 2), keepdim=True) / count.sum((1, 2), keepdim=True).clamp(min=1.0)
+    scale = torch.where(count > 0, total / count.clamp(min=1.0), overall.expand_as(total))
+    return torch.maximum(scale, 1e-3 * overall + 1e-12)  # a pixel that is always perfect must not divide by 0
 
 
 def _masked_mse(x: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,70 @@
+"""Sharpness (cosmic-ray) measure: a hot pixel scores its height in noise units, a star core far less."""
+import numpy as np
+import pytest
+
+from cnnpipe import config
+from cnnpipe.ingest import prepare
+from cnnpipe.sharpness import sharpness_map
+
+SIGMA = 10.0
+
+
+def noise_frame(seed: int = 0, size: int = 64) -> np.ndarray:
+    return np.random.default_rng(seed).normal(1000.0, SIGMA, (size, size)).astype(np.float32)
+
+
+def star(size: int, y: int, x: int, peak: float, psf_sigma: float) -> np.ndarray:
+    yy, xx = np.mgrid[0:size, 0:size]
+    return (peak * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * psf_sigma ** 2))).astype(np.float32)
+
+
+def test_hot_pixel_scores_its_height_in_noise_units_and_a_star_of_the_same_height_far_less():
+    img = noise_frame()
+    img[20, 20] += 500.0                            # a 50-sigma single-pixel hit
+    img += star(64, 44, 40, peak=500.0, psf_sigma=1.5)  # a star core just as high
+    s = sharpness_map(img[None])[0]
+    # The noise of I - median8(I) is ~1.09 sigma (the median of 8 normal neighbours has variance ~0.2
+    # sigma^2), so the hit scores ~500 / 10.9 = 46. The star's neighbours at distance 1 hold
+    # exp(-1 / (2 * 1.5^2)) = 80% of its peak, so its core stands ~100 above them: ~9.
+    assert 40 < s[20, 20] < 52
+    assert 6 < s[44, 40] < 12
+    others = np.delete(s.ravel(), [20 * 64 + 20])
+    assert s[20, 20] == s.max() and others.max() < 12
+
+
+def test_sharpness_ignores_units_offset_and_gain():
+    img = noise_frame(1)
+    img[5, 7] += 300.0
+    a = sharpness_map(img[None])[0]
+    b = sharpness_map((3.5 * img - 1234.0)[None])[0]
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_masked_pixels_stay_masked_and_never_spread():
+    img = noise_frame(2)
+    img[10:14, 10:14] = np.nan
+    s = sharpness_map(np.stack([img, np.full_like(img, np.nan)]))
+    assert np.isnan(s[0, 10:14, 10:14]).all()
+    assert np.isfinite(s[0][~np.isnan(img)]).all()
+    assert np.abs(s[0, 9, 9:15]).max() < 6  # the fill (frame median) is not a fake edge
+    assert np.isnan(s[1]).all()             # a frame with nothing usable
+
+
+def test_constant_frame_scores_zero():
+    assert (sharpness_map(np.full((1, 16, 16), 7.0, np.float32)) == 0).all()
+
+
+def test_ingest_keeps_the_hit_that_normalisation_clips():
+    """After percentile normalisation a 30 000-count hit and a 6 000-count star core both read 1.0;
+    the sharpness recorded per tile at ingestion still tells them apart."""
+    cfg = config.parse({"ingest": {"tile_size": 32, "tile_overlap": 0}})
+    img = noise_frame(3)
+    img += star(64, 16, 16, peak=5000.0, psf_sigma=1.5)   # top-left tile: a star
+    img[48, 48] += 30000.0                                # bottom-right tile: a cosmic-ray hit
+    tiles, sharp, where, usable = prepare(img[None], cfg)
+    assert usable.all() and len(tiles) == 4 and len(sharp) == 4
+    by_pos = {(y0, x0): (t, s) for (_, y0, x0), t, s in zip(where, tiles, sharp)}
+    assert np.nanmax(by_pos[0, 0][0]) == pytest.approx(1.0) and np.nanmax(by_pos[32, 32][0]) == pytest.approx(1.0)
+    assert by_pos[32, 32][1] > 1000 and by_pos[0, 0][1] < 0.2 * by_pos[32, 32][1]
+    assert max(by_pos[0, 32][1], by_pos[32, 0][1]) < 6
+
