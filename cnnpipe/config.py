@@ -122,6 +122,7 @@ class VAE:
     channels: list[int]
     latent_dim: int
     beta: float
+    kl_warmup_epochs: float
 
 
 @dataclass(frozen=True)

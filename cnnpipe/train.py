@@ -270,6 +270,12 @@ class Task:
         self.terms = ["recon", "recon_sobel", "kl"] if kind == "vae" else ["accuracy"]
         aug = cfg.augment
         self.augments = aug.hflip or aug.vflip or aug.rot90 or aug.translate > 0
+        self.kl_scale = 1.0  # training KL weight = beta * kl_scale (set per step during the KL warm-up)
+
+    def set_progress(self, epochs_done: float) -> None:
+        """KL warm-up: the training KL weight rises linearly to beta over ``kl_warmup_epochs``."""
+        warmup = self.cfg.train.vae.kl_warmup_epochs
+        self.kl_scale = min(1.0, epochs_done / warmup) if warmup > 0 else 1.0
 
     def train_loss(self, model: nn.Module, b: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
         x, valid, y = b["x"], b["valid"], b["y"]
@@ -278,7 +284,7 @@ class Task:
                 xv = random_augment(torch.cat([x, valid[:, None]], 1), self.cfg.augment, gen)
                 x, valid = xv[:, :-1], xv[:, -1]
             recon, mu, logvar = model(x)
-            return vae_loss(x, recon, valid, mu, logvar, self.cfg.train.vae.beta)
+            return vae_loss(x, recon, valid, mu, logvar, self.cfg.train.vae.beta * self.kl_scale)
         if self.mode == "supervised":
             if self.augments:
                 x = random_augment(x, self.cfg.augment, gen)
@@ -459,6 +465,7 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
             if step == steps:
                 break
             b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
+            task.set_progress(epoch + step / steps)
             with _autocast(device, tc.amp):
                 loss, terms = task.train_loss(net, b, gen)
             opt.zero_grad(set_to_none=True)
@@ -487,7 +494,9 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
         row["seconds"] = seconds
         row["cpu_seconds"] = cpu_seconds  # this process's CPU time: robust to other load on a shared machine
         monitor = row["val_loss"] if not math.isnan(row.get("val_loss", math.nan)) else row["train_loss"]
-        if monitor < state["best"]:
+        if kind == "vae" and epoch + 1 < min(sub.kl_warmup_epochs, sub.epochs):
+            pass  # still warming up the KL weight: a different objective, not a candidate for the best model
+        elif monitor < state["best"]:
             state.update(best=monitor, best_epoch=epoch + 1, bad=0,
                          best_state={k: v.detach().cpu().clone() for k, v in model.state_dict().items()})
         else:

@@ -30,10 +30,10 @@ def _scored_truth(wd):
     return m, m.anomaly.notna()
 
 
-#: Artefact types the default pipeline reliably ranks within the top 2 x (number injected) on the demo.
-#: Cosmic-ray hits and kinks are not there yet (see README, "Detection quality"): their worst ranks are
-#: printed, and the overall AUROC guards against regressions.
-RELIABLE = {"satellite_trail", "nan_patch", "dead_column", "straight_cosmic", "displaced_vertex"}
+#: Found within the top 2 x (number injected) on every demo seed tried (0, 1, 2).
+RELIABLE = {"satellite_trail", "cosmic_rays", "dead_column", "nan_patch", "straight_cosmic"}
+#: Found on some seeds only (see README, "Detection quality"): held to the top 4 x here, as a regression guard.
+HARDER = {"kink", "displaced_vertex"}
 
 
 def test_injected_anomalies_rank_on_top(demo):
@@ -44,9 +44,10 @@ def test_injected_anomalies_rank_on_top(demo):
     worst = m[y].groupby("anomaly")["rank"].max().to_dict()
     print(f"\ndemo: {len(m)} frames, {n} injected; AUROC {auroc:.3f}, average precision {ap:.3f}; "
           f"worst rank per type (top 2x = {2 * n}): {worst}")
-    assert n >= 10 and set(worst) == RELIABLE | {"cosmic_rays", "kink"}
+    assert n >= 10 and set(worst) == RELIABLE | HARDER
     assert {t: r for t, r in worst.items() if t in RELIABLE and r > 2 * n} == {}
-    assert auroc >= 0.8
+    assert {t: r for t, r in worst.items() if t in HARDER and r > 4 * n} == {}
+    assert auroc >= 0.95 and ap >= 0.7
 
 
 def test_outputs_follow_the_contract(demo):

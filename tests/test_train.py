@@ -128,6 +128,22 @@ def test_loss_falls_on_tiny_data(blob_data, tmp_path):
     assert meta["kind"] == "vae" and model(torch.zeros(1, 2, 16, 16))[0].shape == (1, 2, 16, 16)
 
 
+def test_kl_warmup_ramps_the_weight_and_warmup_epochs_are_never_the_best(blob_data, tmp_path):
+    from cnnpipe.train import Task
+
+    cfg = tiny_cfg(vae={"epochs": 4, "kl_warmup_epochs": 2})
+    task = Task(cfg, "vae", [])
+    for done, scale in [(0.0, 0.0), (0.5, 0.25), (1.0, 0.5), (2.0, 1.0), (3.5, 1.0)]:
+        task.set_progress(done)
+        assert task.kl_scale == scale
+    task = Task(tiny_cfg(vae={"kl_warmup_epochs": 0}), "vae", [])
+    task.set_progress(0.0)
+    assert task.kl_scale == 1.0
+    feats, man = blob_data
+    s = train(cfg, "vae", feats, man, tmp_path / "vae.pt", tmp_path / "m.csv")
+    assert s["best_epoch"] >= 2  # epoch 1 trained with a KL weight below beta: never kept as the model
+
+
 def test_self_supervised_cnn_learns_rotations(blob_data, tmp_path):
     feats, man = blob_data
     x = blobs(96)
