@@ -178,8 +178,9 @@ def track_event(size: int, rng: np.random.Generator, anomaly: str | None = None)
         curv = rng.choice([-1, 1]) * rng.uniform(0.01, 0.05)
         length = rng.uniform(0.25, 0.45) * size
         ys, xs = helix(vy, vx, angle, curv, length)
-        if anomaly == "kink" and t == 0:  # a decay in flight: the track goes on at a sharp angle
-            ys2, xs2 = helix(ys[-1], xs[-1], angle + rng.choice([-1, 1]) * rng.uniform(1.2, 1.8), curv, length)
+        if anomaly == "kink" and t == 0:  # a decay in flight: the track goes on at a sharp angle to its
+            heading = angle + curv * length     # direction at the decay point (the arc has turned by then)
+            ys2, xs2 = helix(ys[-1], xs[-1], heading + rng.choice([-1, 1]) * rng.uniform(1.2, 1.8), curv, length)
             ys, xs = np.concatenate([ys, ys2]), np.concatenate([xs, xs2])
         _draw(img, ys, xs, amp=rng.uniform(0.8, 1.2))
     if anomaly == "straight_cosmic":
