@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -287,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except OSError as exc:  # the environment, not a bug: unwritable or missing path, full disk
         where = f": {exc.filename}" if exc.filename else ""
-        print(f"cnnpipe {args.verb}: error: {exc.strerror or ' '.join(str(exc).split())}{where}", file=sys.stderr)
+        print(f"cnnpipe {args.verb}: error: {' '.join((exc.strerror or str(exc)).split())}{where}", file=sys.stderr)
         return 1
     log.info("peak RSS %.0f MB", _peak_rss_mb())  # exact, unlike the benchmark files' periodic samples
     return 0
@@ -301,5 +302,17 @@ def _peak_rss_mb() -> float:
     return peak / 2**20 if sys.platform == "darwin" else peak / 1024
 
 
+def run() -> None:
+    """The ``cnnpipe`` command: :func:`main`, but after an environment error (exit 1: a failed write on a
+    full disk...) the process ends at once. The HDF5 library can crash while the interpreter tears down the
+    handles of a file whose write failed; the temporary output is already removed and nothing else is open."""
+    code = main()
+    if code == 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -17,8 +17,8 @@ from .atomic import atomic_path
 from .config import Config
 from .normalise import normalise_block
 from .progress import progress
-from .sharpness import sharpness_map
 from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
+from .sharpness import sharpness_map
 from .shards import ShardWriter
 from .tiling import tiles, tiles_per_frame
 

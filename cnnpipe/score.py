@@ -1,9 +1,10 @@
 """Anomaly scoring: per-shard model components, then gathered latent-space components, ensemble and ranking.
 
 Per shard (``score_shard``): VAE reconstruction error (masked; intensity and Sobel), KL term, latent mean,
-CNN score, and the sharpness measured at ingestion (cosmic-ray hits). Gathered (``rank``): kNN distance and Mahalanobis distance in latent space, a weighted ensemble of
-robust rank-normalised components within each population, the human-label re-ranking, the roll-up of tiles
-to frames, the report's gallery arrays and a 2-D latent map.
+CNN score, and the sharpness measured at ingestion (cosmic-ray hits). Gathered (``rank``): kNN distance and
+Mahalanobis distance in latent space, a weighted ensemble of robustly normalised components within each
+population, the human-label re-ranking, the roll-up of tiles to frames, the report's gallery arrays and a
+2-D latent map.
 """
 from __future__ import annotations
 
@@ -54,7 +55,7 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
     recon / recon_sobel: mean of the worst ``top_fraction`` squared VAE residuals in intensity / Sobel, each
     divided by the mean squared residual of its pixel over the training frames (``vae.residual_scale``):
     a track far from where tracks usually are counts, a bright star core the model always blurs does not;
-    kl: the VAE's KL term; masked: fraction of masked pixels; sobel_peak: the sharpest edge (cosmic rays);
+    kl: the VAE's KL term; masked: fraction of masked pixels; sobel_peak: the strongest edge;
     cnn: the CNN's score; mu: the latent means (for the gathered latent-space scores).
     """
     recon, mu, logvar = vae(x)

@@ -6,6 +6,7 @@ named like a FITS file (found by the folder walk, cannot be opened) instead of a
 """
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
@@ -130,3 +131,27 @@ def test_unwritable_output_is_one_clear_line(tmp_path):
     assert err == [f"cnnpipe ingest: error: Not a directory: {blocker}"], out.stderr
     assert "Traceback" not in out.stderr
     assert not blocker.with_suffix("").joinpath("x.h5").exists()
+
+
+def test_disk_full_mid_write_is_one_line_and_keeps_the_previous_output(tmp_path):
+    """A real write failure part-way through a shard: the process may write at most 64 KiB
+    (RLIMIT_FSIZE, so the kernel refuses the rest, EFBIG; a full disk takes the same path with ENOSPC).
+    One line names the reason and the temporary file; the previous output stays whole; nothing is left."""
+    corpus.good(tmp_path / "good")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x.h5").write_bytes(b"previous result")
+
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # refuse the write instead of killing the process
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, 64 * 1024))
+
+    settings = f'{{"inputs": ["{tmp_path / "good"}"], "ingest": {{"n_shards": 1}}}}'
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "cnnpipe"), "ingest", "--settings",
+                           settings, "--shard", "0", "--out", str(out / "x.h5"), "--manifest", str(out / "m.csv")],
+                          capture_output=True, text=True, preexec_fn=small_disk)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("cnnpipe ingest: error:")]
+    assert len(errors) == 1 and "too large" in errors[0].lower() and "x.tmp-" in errors[0], proc.stderr[-2000:]
+    assert (out / "x.h5").read_bytes() == b"previous result"
+    assert sorted(p.name for p in out.iterdir()) == ["x.h5"]

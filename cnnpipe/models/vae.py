@@ -66,9 +66,9 @@ class ConvVAE(nn.Module):
 
 @torch.no_grad()
 def pixel_residual_scale(model: ConvVAE, batches, device: torch.device) -> torch.Tensor:
-    """Mean squared reconstruction residual of every (channel, pixel) over ``batches`` of dicts with
-    ``x`` (N, C, H, W) and ``valid`` (N, H, W), masked pixels left out; returns (C, H, W) sums and counts
-    summed over distributed ranks, as the ratio. A pixel never unmasked gets the overall mean."""
+    """Mean squared reconstruction residual (C, H, W) of every channel and pixel over ``batches`` (dicts
+    with ``x`` (N, C, H, W) and ``valid`` (N, H, W)); masked pixels are left out, distributed ranks summed.
+    A pixel that is never unmasked gets its channel's overall mean."""
     model.eval()
     total = count = None
     for b in batches:
