@@ -37,7 +37,7 @@ def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarray, li
     """
     n = cfg.ingest.normalise
     norm, usable = normalise_block(images, n.method, n.percentiles, n.asinh_softening)
-    sharp = sharpness_map(images)
+    sharp = sharpness_map(images) if cfg.ingest.sharpness else np.zeros(images.shape, np.float32)
     size, overlap = cfg.ingest.tile_size, cfg.ingest.tile_overlap
     keep = np.flatnonzero(usable)
     if norm.shape[1:] == (size, size):  # already model-sized: no copy

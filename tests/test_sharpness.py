@@ -4,7 +4,7 @@ import pytest
 
 from cnnpipe import config
 from cnnpipe.ingest import prepare
-from cnnpipe.sharpness import sharpness_map
+from cnnpipe.sharpness import median8, sharpness_map
 
 SIGMA = 10.0
 
@@ -16,6 +16,18 @@ def noise_frame(seed: int = 0, size: int = 64) -> np.ndarray:
 def star(size: int, y: int, x: int, peak: float, psf_sigma: float) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size]
     return (peak * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * psf_sigma ** 2))).astype(np.float32)
+
+
+def test_median8_equals_scipys_ring_median_filter():
+    from scipy import ndimage
+
+    ring = np.ones((1, 3, 3), bool)
+    ring[0, 1, 1] = False
+    x = np.random.default_rng(5).normal(0, 1, (3, 17, 23)).astype(np.float32)
+    x[0, 4, 4] = 50.0
+    np.testing.assert_array_equal(median8(x), ndimage.median_filter(x, footprint=ring, mode="reflect"))
+    tiny = np.arange(9, dtype=np.float32).reshape(1, 3, 3)   # hand-checked: the centre's neighbours are
+    assert median8(tiny)[0, 1, 1] == 5.0                     # 0 1 2 3 5 6 7 8 -> upper median 5
 
 
 def test_hot_pixel_scores_its_height_in_noise_units_and_a_star_of_the_same_height_far_less():
@@ -67,4 +79,7 @@ def test_ingest_keeps_the_hit_that_normalisation_clips():
     assert np.nanmax(by_pos[0, 0][0]) == pytest.approx(1.0) and np.nanmax(by_pos[32, 32][0]) == pytest.approx(1.0)
     assert by_pos[32, 32][1] > 1000 and by_pos[0, 0][1] < 0.2 * by_pos[32, 32][1]
     assert max(by_pos[0, 32][1], by_pos[32, 0][1]) < 6
-
+    off = config.parse({"ingest": {"tile_size": 32, "tile_overlap": 0, "sharpness": False}})
+    tiles_off, sharp_off, _, _ = prepare(img[None], off)
+    np.testing.assert_array_equal(tiles_off, tiles)
+    assert (sharp_off == 0).all()
