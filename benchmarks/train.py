@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from common import best_of, report
 from cnnpipe.config import parse
 from cnnpipe.models import build
+from cnnpipe.pixel_outliers import STATS
 from cnnpipe.models.vae import vae_loss
 from cnnpipe.train import model_config, train
 
@@ -36,7 +37,8 @@ def write_shard(d: Path, x: np.ndarray) -> tuple[list[str], Path]:
     with h5py.File(d / "shard-0.h5", "w") as f:
         f["features"] = x
         f["valid"] = np.ones((len(x), *x.shape[2:]), np.float32)
-        f["sharpness"] = np.zeros(len(x), np.float32)
+        for stat in STATS:
+            f[stat] = np.zeros(len(x), np.float32)
         f["label"] = np.full(len(x), -1, np.int64)
     pd.DataFrame({"source": "bench.h5", "key": "/x", "index": np.arange(len(x)), "shard": 0,
                   "row": np.arange(len(x)), "status": "ok", "frame": np.arange(len(x))}).to_csv(

@@ -90,7 +90,7 @@ class Ingest:
     hdf5_dataset: str | None
     hdf5_labels: str | None
     chunk_frames: int
-    sharpness: bool
+    pixel_outliers: bool
     normalise: Normalise
 
 

@@ -16,9 +16,9 @@ import pandas as pd
 from .atomic import atomic_path
 from .config import Config
 from .normalise import normalise_block
+from .pixel_outliers import STATS, outlier_maps
 from .progress import progress
 from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
-from .sharpness import sharpness_map
 from .shards import ShardWriter
 from .tiling import tiles, tiles_per_frame
 
@@ -28,29 +28,33 @@ MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width",
                     "frame", "y0", "x0", "label", "header"]
 
 
-def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, np.ndarray, list[tuple[int, int, int]], np.ndarray]:
+def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, int, int]],
+                                                       np.ndarray]:
     """Normalise a block (n, H, W) and cut it into model-sized tiles.
 
-    Returns ``(tiles (m, T, T), sharpness (m,), [(frame_offset, y0, x0)] per tile, usable (n,))``:
-    ``sharpness`` is each tile's sharpest pixel (:func:`sharpness_map`, measured on the raw values before
-    normalisation clips them); frames with no finite pixel are left out and flagged unusable.
+    Returns ``(tiles (m, T, T), {stat: (m,)}, [(frame_offset, y0, x0)] per tile, usable (n,))``: the stats
+    are each tile's most extreme pixel by :func:`outlier_maps` (``sharpness``, ``coldness``), measured on the
+    raw values before normalisation clips them; frames with no finite pixel are left out and flagged unusable.
     """
     n = cfg.ingest.normalise
     norm, usable = normalise_block(images, n.method, n.percentiles, n.asinh_softening)
-    sharp = sharpness_map(images) if cfg.ingest.sharpness else np.zeros(images.shape, np.float32)
+    maps = (outlier_maps(images) if cfg.ingest.pixel_outliers
+            else {s: np.zeros(images.shape, np.float32) for s in STATS})
     size, overlap = cfg.ingest.tile_size, cfg.ingest.tile_overlap
     keep = np.flatnonzero(usable)
     if norm.shape[1:] == (size, size):  # already model-sized: no copy
-        return norm[keep], _peak(sharp[keep]), [(int(j), 0, 0) for j in keep], usable
-    cut, peaks, where = [], [], []
+        return norm[keep], {s: _peak(m[keep]) for s, m in maps.items()}, [(int(j), 0, 0) for j in keep], usable
+    cut, where = [], []
+    cuts: dict[str, list] = {s: [] for s in maps}
     for j in keep:
-        for (y0, x0, tile), (_, _, s) in zip(tiles(norm[j], size, overlap), tiles(sharp[j], size, overlap)):
+        for y0, x0, tile in tiles(norm[j], size, overlap):
             cut.append(tile)
-            peaks.append(s)
             where.append((int(j), y0, x0))
+        for s, m in maps.items():
+            cuts[s].extend(t for _, _, t in tiles(m[j], size, overlap))
     if not cut:
-        return np.empty((0, size, size), np.float32), np.empty(0, np.float32), where, usable
-    return np.stack(cut), _peak(np.stack(peaks)), where, usable
+        return np.empty((0, size, size), np.float32), {s: np.empty(0, np.float32) for s in maps}, where, usable
+    return np.stack(cut), {s: _peak(np.stack(c)) for s, c in cuts.items()}, where, usable
 
 
 def _peak(maps: np.ndarray) -> np.ndarray:
@@ -75,7 +79,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                     log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key or "-", rec.reason)
                     continue
                 h, w = rec.images.shape[1:]
-                cut, sharp, where, usable = prepare(rec.images, cfg)
+                cut, stats, where, usable = prepare(rec.images, cfg)
                 for j in np.flatnonzero(~usable):
                     reason = f"frame {rec.start + j}: all pixels are NaN or inf"
                     rows.append(_row(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
@@ -87,9 +91,8 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                     rows.append(_row(rec.source, rec.key, index, shard, writer.n + t, h, w, "ok", "",
                                      rec.start + j, y0, x0, int(rec.labels[j]), header))
                 if len(cut):
-                    writer.append(frames=cut, sharpness=sharp,
-                                  label=rec.labels[[j for j, _, _ in where]].astype(np.int64))
-        writer.close(frames=((size, size), "float32"), sharpness=((), "float32"), label=((), "int64"))
+                    writer.append(frames=cut, **stats, label=rec.labels[[j for j, _, _ in where]].astype(np.int64))
+        writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
     log.info("shard %d: %d tiles from %d units", shard, writer.n, len(units))
     return pd.DataFrame(rows, columns=MANIFEST_COLUMNS)
 

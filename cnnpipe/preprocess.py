@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from .atomic import atomic_path
 from .config import Config
 from .filters import max_pool, max_pool_by, sobel_magnitude, sobel_magnitude_direction
+from .pixel_outliers import STATS
 from .progress import progress
 from .shards import ShardWriter, iter_batches, shard_length
 
@@ -52,7 +53,7 @@ def features(frames: torch.Tensor, pool_levels: int = 1, direction: bool = False
 
 def preprocess_shard(cfg: Config, frames_path: str | Path, out: str | Path, device: torch.device) -> int:
     """Filter every frame of a shard into ``out`` (HDF5 datasets ``features``, ``valid``, ``label``, and
-    ``sharpness`` carried over from ingestion for scoring)."""
+    the pixel-outlier stats carried over from ingestion for scoring)."""
     p = cfg.preprocess
     size = cfg.feature_size
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
@@ -60,12 +61,12 @@ def preprocess_shard(cfg: Config, frames_path: str | Path, out: str | Path, devi
         f.attrs["channels"] = ["intensity", "sobel"] + (["direction"] if p.direction else [])
         f.attrs["pool_levels"] = p.pool_levels
         n_batches = -(-shard_length(frames_path, "frames") // p.batch_size)
-        for batch in progress(iter_batches(frames_path, ["frames", "label", "sharpness"], p.batch_size), n_batches,
+        for batch in progress(iter_batches(frames_path, ["frames", "label", *STATS], p.batch_size), n_batches,
                               f"preprocess {Path(frames_path).name}", log, unit="batches"):
             x = torch.from_numpy(batch["frames"]).to(device)
             feats, valid = features(x, p.pool_levels, p.direction)
             writer.append(features=feats.cpu().numpy(), valid=valid.cpu().numpy(), label=batch["label"],
-                          sharpness=batch["sharpness"])
+                          **{s: batch[s] for s in STATS})
         writer.close(features=((cfg.channels, size, size), "float32"), valid=((size, size), "float32"),
-                      label=((), "int64"), sharpness=((), "float32"))
+                      label=((), "int64"), **{s: ((), "float32") for s in STATS})
         return writer.n

@@ -1,10 +1,10 @@
 """Anomaly scoring: per-shard model components, then gathered latent-space components, ensemble and ranking.
 
 Per shard (``score_shard``): VAE reconstruction error (masked; intensity and Sobel), KL term, latent mean,
-CNN score, and the sharpness measured at ingestion (cosmic-ray hits). Gathered (``rank``): kNN distance and
-Mahalanobis distance in latent space, a weighted ensemble of robustly normalised components within each
-population, the human-label re-ranking, the roll-up of tiles to frames, the report's gallery arrays and a
-2-D latent map.
+CNN score, and the pixel outliers measured at ingestion (sharpness: cosmic rays; coldness: dead columns).
+Gathered (``rank``): kNN distance and Mahalanobis distance in latent space, a weighted ensemble of robustly
+normalised components within each population, the human-label re-ranking, the roll-up of tiles to frames,
+the report's gallery arrays and a 2-D latent map.
 """
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ from .config import Config
 from .ingest import read_csv, write_csv
 from .models.cnn import cnn_score
 from .models.vae import vae_terms
+from .pixel_outliers import STATS
 from .shards import iter_batches
 
 log = logging.getLogger(__name__)
 
 ID = ["source", "key", "index"]
-SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", "sharpness", "cnn"]
+SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", *STATS, "cnn"]
 COMPONENTS = [*SHARD_COMPONENTS, "latent_knn", "mahalanobis"]
 
 
@@ -78,9 +79,9 @@ def score_shard(features_path: str | Path, manifest: pd.DataFrame, shard: int, v
     """Score every row of one features shard; return ID columns + components + latent columns z0..zD."""
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
     parts = []
-    for b in iter_batches(features_path, ["features", "valid", "sharpness"], batch):
+    for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
-        parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), "sharpness": b["sharpness"]})
+        parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), **{s: b[s] for s in STATS}})
     if not parts:
         return pd.DataFrame(columns=[*ID, "frame", "y0", "x0", "shard", "row"])
     comp = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

@@ -40,10 +40,11 @@ def test_preprocess_shard_round_trip(tmp_path):
                                                                      "batch_size": 3}})
     frames = np.random.default_rng(1).random((7, 16, 16)).astype(np.float32)
     with h5py.File(tmp_path / "frames.h5", "w") as f:
-        f["frames"], f["label"], f["sharpness"] = frames, np.arange(7), np.arange(7.0)
+        f["frames"], f["label"] = frames, np.arange(7)
+        f["sharpness"], f["coldness"] = np.arange(7.0), -np.arange(7.0)
     n = preprocess_shard(cfg, tmp_path / "frames.h5", tmp_path / "features.h5", torch.device("cpu"))
     with h5py.File(tmp_path / "features.h5") as f:
         assert n == 7 and f["features"].shape == (7, 3, 4, 4) and f["label"][:].tolist() == list(range(7))
-        assert f["sharpness"][:].tolist() == list(range(7))  # carried over for scoring
+        assert f["sharpness"][:].tolist() == list(range(7)) and f["coldness"][0:2].tolist() == [0, -1]
         expected, _ = features(torch.from_numpy(frames), 2, True)
         np.testing.assert_allclose(f["features"][:], expected.numpy(), rtol=1e-6)

@@ -14,6 +14,7 @@ from cnnpipe import checkpoint
 from cnnpipe.cli import main as cli
 from cnnpipe.config import parse
 from cnnpipe.errors import UserError
+from cnnpipe.pixel_outliers import STATS
 from cnnpipe.train import Part, ShardStream, checkpoint_path, plan_data, train
 
 
@@ -41,7 +42,8 @@ def write_dataset(d: Path, x: np.ndarray, labels: np.ndarray | None = None, n_sh
             f["features"] = x[idx].astype(np.float32)
             f["valid"] = np.ones((len(idx), *x.shape[2:]), np.float32)
             f["label"] = labels[idx]
-            f["sharpness"] = np.zeros(len(idx), np.float32)
+            for stat in STATS:
+                f[stat] = np.zeros(len(idx), np.float32)
         paths.append(str(p))
         for r, i in enumerate(idx):
             rows.append(dict(source=source, key="/x", index=int(i), shard=s, row=r, height=8, width=8,

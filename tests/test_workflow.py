@@ -45,20 +45,21 @@ def test_features_shards_match_frames(run):
     assert total == (df.status == "ok").sum()
 
 
-def test_sharpness_from_ingestion_reaches_the_score_table(run):
-    """The per-tile sharpness written at ingestion (raw pixels) is the score table's ``sharpness`` column,
-    and the demo's cosmic-ray frames are the sharpest sky frames."""
+def test_pixel_outliers_from_ingestion_reach_the_score_table(run):
+    """The per-tile sharpness and coldness written at ingestion (raw pixels) are the score table's columns;
+    the demo's cosmic-ray frames are the sharpest sky frames, its dead columns the coldest."""
     wd, _ = run
     results = wd / "results"
     scores = pd.concat([pd.read_parquet(p) for p in sorted((results / "scores").glob("*.parquet"))])
     for shard, g in scores.groupby("shard"):
         with h5py.File(results / "frames" / f"shard-{shard}.h5") as f:
-            expected = f["sharpness"][:][g["row"].to_numpy()]
-        np.testing.assert_allclose(g["sharpness"].to_numpy(), expected, rtol=1e-6)
+            for stat in ("sharpness", "coldness"):
+                np.testing.assert_allclose(g[stat].to_numpy(), f[stat][:][g["row"].to_numpy()], rtol=1e-6)
     truth = pd.read_csv(results / "demo/truth.csv", dtype={"key": str})
     sky = scores[~scores.key.str.startswith("/")].merge(truth, on=["source", "key", "frame"], how="left")
-    hits = sky.anomaly == "cosmic_rays"
-    assert hits.any() and sky.sharpness[hits].min() > sky.sharpness[~hits].max()
+    for stat, kind in (("sharpness", "cosmic_rays"), ("coldness", "dead_column")):
+        hit = sky.anomaly == kind
+        assert hit.any() and sky[stat][hit].min() > sky[stat][~hit].max(), kind
 
 
 def test_every_rule_has_log_and_benchmark(run):

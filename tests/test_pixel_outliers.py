@@ -1,10 +1,15 @@
-"""Sharpness (cosmic-ray) measure: a hot pixel scores its height in noise units, a star core far less."""
+"""Pixel outliers on raw values: a hot pixel scores its height in noise units, a star core far less; a dead
+column is cold; ingestion keeps what normalisation clips."""
 import numpy as np
 import pytest
 
 from cnnpipe import config
 from cnnpipe.ingest import prepare
-from cnnpipe.sharpness import median8, sharpness_map
+from cnnpipe.pixel_outliers import median8, outlier_maps
+
+
+def sharpness_map(images):
+    return outlier_maps(images)["sharpness"]
 
 SIGMA = 10.0
 
@@ -73,13 +78,26 @@ def test_ingest_keeps_the_hit_that_normalisation_clips():
     img = noise_frame(3)
     img += star(64, 16, 16, peak=5000.0, psf_sigma=1.5)   # top-left tile: a star
     img[48, 48] += 30000.0                                # bottom-right tile: a cosmic-ray hit
-    tiles, sharp, where, usable = prepare(img[None], cfg)
-    assert usable.all() and len(tiles) == 4 and len(sharp) == 4
-    by_pos = {(y0, x0): (t, s) for (_, y0, x0), t, s in zip(where, tiles, sharp)}
+    tiles, stats, where, usable = prepare(img[None], cfg)
+    assert usable.all() and len(tiles) == 4 and len(stats["sharpness"]) == 4
+    by_pos = {(y0, x0): (t, s) for (_, y0, x0), t, s in zip(where, tiles, stats["sharpness"])}
     assert np.nanmax(by_pos[0, 0][0]) == pytest.approx(1.0) and np.nanmax(by_pos[32, 32][0]) == pytest.approx(1.0)
     assert by_pos[32, 32][1] > 1000 and by_pos[0, 0][1] < 0.2 * by_pos[32, 32][1]
     assert max(by_pos[0, 32][1], by_pos[32, 0][1]) < 6
-    off = config.parse({"ingest": {"tile_size": 32, "tile_overlap": 0, "sharpness": False}})
-    tiles_off, sharp_off, _, _ = prepare(img[None], off)
+    off = config.parse({"ingest": {"tile_size": 32, "tile_overlap": 0, "pixel_outliers": False}})
+    tiles_off, stats_off, _, _ = prepare(img[None], off)
     np.testing.assert_array_equal(tiles_off, tiles)
-    assert (sharp_off == 0).all()
+    assert all((v == 0).all() for v in stats_off.values())
+
+
+def test_dead_column_is_cold_and_sky_is_not():
+    """A column reading 0 on a 1000-count sky with noise 10 lies ~1000 / 10 = 100 noise units below the
+    median (the noise unit is the spread of I - median8(I), 1.0-1.1 sigma); plain sky reaches ~4 (the
+    lowest of 4096 normal pixels), a star nothing."""
+    img = noise_frame(4) + star(64, 30, 30, peak=3000.0, psf_sigma=1.5)
+    clean = outlier_maps(img[None])["coldness"][0]
+    img[:, 40:42] = 0.0
+    dead = outlier_maps(img[None])["coldness"][0]
+    assert clean.max() < 6
+    assert 85 < dead[:, 40:42].min() and dead[:, 40:42].max() < 115
+    assert np.delete(dead, [40, 41], axis=1).max() < 6  # (a star is strongly negative: bright, not cold)
