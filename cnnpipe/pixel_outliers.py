@@ -52,10 +52,12 @@ def outlier_maps(images: np.ndarray) -> dict[str, np.ndarray]:
     """
     images = np.asarray(images, dtype=np.float32)
     n = len(images)
+    if n == 0:
+        return {s: np.empty(images.shape, np.float32) for s in STATS}
     finite = np.isfinite(images)
     clean = bool(finite.all())  # the common case: plain (fast) statistics, no fill
     median, std = (np.median, np.std) if clean else (np.nanmedian, np.nanstd)
-    step = max(1, images[0].size // NOISE_SAMPLE) if n else 1  # the median / MAD of ~1000 pixels: within ~5%
+    step = max(1, images[0].size // NOISE_SAMPLE)  # the median and MAD of ~1000 pixels: within ~5%
     with warnings.catch_warnings():  # a frame with no finite pixel: NaN statistics, NaN maps, by design
         warnings.simplefilter("ignore", RuntimeWarning)
         if clean:

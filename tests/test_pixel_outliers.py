@@ -67,8 +67,9 @@ def test_masked_pixels_stay_masked_and_never_spread():
     assert np.isnan(s[1]).all()             # a frame with nothing usable
 
 
-def test_constant_frame_scores_zero():
-    assert (sharpness_map(np.full((1, 16, 16), 7.0, np.float32)) == 0).all()
+def test_constant_frame_scores_zero_and_an_empty_block_is_empty():
+    assert all((m == 0).all() for m in outlier_maps(np.full((1, 16, 16), 7.0, np.float32)).values())
+    assert all(m.shape == (0, 16, 16) for m in outlier_maps(np.empty((0, 16, 16), np.float32)).values())
 
 
 def test_ingest_keeps_the_hit_that_normalisation_clips():
