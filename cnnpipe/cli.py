@@ -87,10 +87,24 @@ def cmd_score(args) -> None:
     device = select(cfg.device, args.threads)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
     cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
-    df = score_shard(args.features, read_csv(args.manifest), args.shard, vae, cnn, cnn_meta, device,
-                     cfg.score.top_fraction)
+    df = score_shard(args.features, args.frames, read_csv(args.manifest), args.shard, vae, cnn, cnn_meta,
+                     args.reference, device, cfg.score.top_fraction)
     write_parquet(df, args.out)
     log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
+
+
+def cmd_reference(args) -> None:
+    from .corners import reference_maps, write_reference
+    from .device import select
+    from .ingest import read_csv
+
+    cfg = _cfg(args)
+    device = select(cfg.device, args.threads)
+    a = cfg.augment
+    names, maps, counts = reference_maps(args.frames, read_csv(args.manifest), cfg.score.corner_sigma,
+                                         dict(hflip=a.hflip, vflip=a.vflip, rot90=a.rot90), device)
+    write_reference(args.out, names, maps, counts, cfg.score.corner_sigma)
+    log.info("corner reference of %d populations (%d frames) -> %s", len(names), counts.sum(), args.out)
 
 
 def cmd_rank(args) -> None:
@@ -208,12 +222,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", required=True, help="frames shard from 'ingest'")
     p.add_argument("--out", required=True, help="features shard to write")
 
-    p = verb("score", cmd_score, "model components (VAE reconstruction, KL, latent, CNN) of one features shard",
+    p = verb("reference", cmd_reference, "mean corner response per pixel of each population (for the corner score)",
+             "cnnpipe reference --config config/config.yaml --manifest results/manifest.csv "
+             "--out results/models/corner_reference.h5 results/frames/shard-*.h5")
+    p.add_argument("frames", nargs="+", help="frames shards from 'ingest'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV")
+    p.add_argument("--out", required=True, help="reference HDF5 to write")
+
+    p = verb("score", cmd_score, "model components (VAE reconstruction, KL, latent, corner, CNN) of one shard",
              "cnnpipe score --config config/config.yaml --shard 0 --features results/features/shard-0.h5 "
+             "--frames results/frames/shard-0.h5 --reference results/models/corner_reference.h5 "
              "--manifest results/manifest.csv --vae results/models/vae.pt --cnn results/models/cnn.pt "
              "--out results/scores/shard-0.parquet")
     p.add_argument("--shard", type=int, required=True, help="shard number")
     p.add_argument("--features", required=True, help="features shard from 'preprocess'")
+    p.add_argument("--frames", required=True, help="frames shard from 'ingest' (the same shard)")
+    p.add_argument("--reference", required=True, help="corner reference from 'reference'")
     p.add_argument("--manifest", required=True, help="merged manifest CSV")
     p.add_argument("--vae", required=True, help="VAE checkpoint")
     p.add_argument("--cnn", required=True, help="CNN checkpoint")

@@ -145,6 +145,7 @@ class Score:
     weights: dict[str, float]
     ensemble: str
     power: float
+    corner_sigma: float
     top_fraction: float
     labels: str
     label_neighbours: int

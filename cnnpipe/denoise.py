@@ -21,7 +21,7 @@ from .atomic import atomic_path
 from .checkpoint import load_model
 from .errors import UserError
 from .ingest import read_csv
-from .train import shard_number
+from .shards import shard_number
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz", ".fits.gz", ".fit.gz", ".fts.gz")
 

@@ -1,7 +1,8 @@
 """Anomaly scoring: per-shard model components, then gathered latent-space components, ensemble and ranking.
 
 Per shard (``score_shard``): VAE reconstruction error (masked; intensity and Sobel), KL term, latent mean,
-CNN score, and the pixel outliers measured at ingestion (sharpness: cosmic rays; coldness: dead columns).
+CNN score, the pixel outliers measured at ingestion (sharpness: cosmic rays; coldness: dead columns) and the
+corner strength against its population's reference (corner: kinked tracks, displaced vertices).
 Gathered (``rank``): kNN distance and Mahalanobis distance in latent space, a weighted ensemble of robustly
 normalised components within each population, the human-label re-ranking, the roll-up of tiles to frames,
 the report's gallery arrays and a 2-D latent map.
@@ -9,7 +10,6 @@ the report's gallery arrays and a 2-D latent map.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import h5py
@@ -22,16 +22,19 @@ from sklearn.neighbors import NearestNeighbors
 
 from .atomic import atomic_path
 from .config import Config
-from .ingest import read_csv, write_csv
+from .corners import corner_scores, read_reference, shi_tomasi
+from .errors import UserError
+from .ingest import write_csv
 from .models.cnn import cnn_score
 from .models.vae import vae_terms
 from .pixel_outliers import STATS
+from .population import population
 from .shards import iter_batches
 
 log = logging.getLogger(__name__)
 
 ID = ["source", "key", "index"]
-SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", *STATS, "cnn"]
+SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", *STATS, "corner", "cnn"]
 COMPONENTS = [*SHARD_COMPONENTS, "latent_knn", "mahalanobis"]
 
 
@@ -74,14 +77,29 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
     return {k: v.cpu().numpy() for k, v in out.items()}
 
 
-def score_shard(features_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn, cnn_meta: dict,
-                device: torch.device, top_fraction: float = 0.03, batch: int = 256) -> pd.DataFrame:
-    """Score every row of one features shard; return ID columns + components + latent columns z0..zD."""
+def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
+                cnn_meta: dict, reference: str | Path, device: torch.device, top_fraction: float = 0.03,
+                batch: int = 256) -> pd.DataFrame:
+    """Score every row of one shard (its features and frames files); return ID columns + components +
+    latent columns z0..zD. ``reference``: the corner reference maps of every population."""
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
-    parts = []
-    for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
+    maps, sigma = read_reference(reference)
+    missing = set(population(rows)) - set(maps)
+    if missing:
+        raise UserError(f"{reference}: no corner reference for {sorted(missing)[0]}; it was made for other inputs")
+    names = sorted(maps)
+    refs = torch.from_numpy(np.stack([maps[n] for n in names])).to(device) if names else None
+    codes = np.searchsorted(names, population(rows)) if names else np.zeros(0, dtype=np.int64)
+    parts, start = [], 0
+    for b, fr in zip(iter_batches(features_path, ["features", "valid", *STATS], batch),
+                     iter_batches(frames_path, ["frames"], batch)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
-        parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), **{s: b[s] for s in STATS}})
+        response = shi_tomasi(torch.from_numpy(fr["frames"]).to(device).float(), sigma)
+        ref = refs[torch.from_numpy(codes[start:start + len(x)]).to(device)]
+        corner = corner_scores(response, ref).cpu().numpy()
+        parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), **{s: b[s] for s in STATS},
+                      "corner": corner})
+        start += len(x)
     if not parts:
         return pd.DataFrame(columns=[*ID, "frame", "y0", "x0", "shard", "row"])
     comp = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -115,16 +133,6 @@ def mahalanobis(z: np.ndarray) -> np.ndarray:
         return np.zeros(len(z))
     lw = LedoitWolf().fit(z)
     return np.sqrt(lw.mahalanobis(z))
-
-
-def population(df: pd.DataFrame) -> pd.Series:
-    """The population a frame belongs to: its HDF5 dataset, or the folder of its FITS file.
-
-    Component scores are normalised within a population, so a run mixing, say, sky frames and detector
-    events ranks each against its own kind instead of letting one kind's larger errors swamp the other.
-    """
-    is_h5 = df.key.str.startswith("/")
-    return np.where(is_h5, df.source + ":" + df.key, df.source.map(os.path.dirname))
 
 
 def rank_normalise(values: np.ndarray) -> np.ndarray:
@@ -195,8 +203,6 @@ def read_labels(path: str | Path | None) -> pd.DataFrame:
     df = pd.read_csv(path, dtype={"source": str, "key": str})
     bad = set(df.columns) ^ set(cols)
     if bad or not df.label.isin(["interesting", "boring"]).all():
-        from .errors import UserError
-
         raise UserError(f"{path}: need columns {','.join(cols)} with label 'interesting' or 'boring'")
     return df
 

@@ -1,11 +1,14 @@
 """HDF5 shard files: append rows to resizable datasets (flat memory), read them back in batches."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
 import h5py
 import numpy as np
+
+from .errors import UserError
 
 
 class ShardWriter:
@@ -61,3 +64,11 @@ def iter_batches(path: str | Path, names: list[str], batch: int) -> Iterator[dic
         n = f[names[0]].shape[0]
         for start in range(0, n, batch):
             yield {name: f[name][start:start + batch] for name in names}
+
+
+def shard_number(path: str | Path) -> int:
+    """Shard index from a features file name ``.../shard-{i}.h5``."""
+    m = re.search(r"shard-(\d+)", Path(path).name)
+    if not m:
+        raise UserError(f"cannot tell the shard number of {path}: features files are named shard-<i>.h5")
+    return int(m.group(1))

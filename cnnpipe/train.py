@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 import time
 from dataclasses import dataclass
@@ -51,6 +50,7 @@ from .device import select
 from .errors import UserError
 from .models import build
 from .models.vae import pixel_residual_scale, vae_loss
+from .shards import shard_number
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,6 @@ class Part:
     path: str
     rows: np.ndarray      # sorted row numbers
     targets: np.ndarray   # same length
-
-
-def shard_number(path: str | Path) -> int:
-    """Shard index from a features file name ``.../shard-{i}.h5``."""
-    m = re.search(r"shard-(\d+)", Path(path).name)
-    if not m:
-        raise UserError(f"cannot tell the shard number of {path}: features files are named shard-<i>.h5")
-    return int(m.group(1))
 
 
 def frame_fraction(source: str, key: str, frame: int) -> float:

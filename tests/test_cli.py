@@ -155,14 +155,16 @@ def test_score_refuses_a_checkpoint_from_another_config(tmp_path, capsys):
     vae = tmp_path / "vae.pt"
     checkpoint.save(vae, build(mcfg), mcfg, meta={})
     small["train"]["vae"]["latent_dim"] = 8
-    assert main(["score", "--settings", json.dumps(small), "--shard", "0", "--features", "f.h5",
-                 "--manifest", "m.csv", "--vae", str(vae), "--cnn", str(vae), "--out", str(tmp_path / "s.pq")]) == 2
+    assert main(["score", "--settings", json.dumps(small), "--shard", "0", "--features", "f.h5", "--frames", "g.h5",
+                 "--reference", "r.h5", "--manifest", "m.csv", "--vae", str(vae), "--cnn", str(vae),
+                 "--out", str(tmp_path / "s.pq")]) == 2
     line = _one_line_error(capsys.readouterr().err)
     assert "different model config (latent_dim: checkpoint 4 vs config 8)" in line
     assert "retrain or restore the matching config" in line
     small["train"]["vae"]["latent_dim"] = 4  # the matching config gets past the VAE to the next check
-    assert main(["score", "--settings", json.dumps(small), "--shard", "0", "--features", "f.h5",
-                 "--manifest", "m.csv", "--vae", str(vae), "--cnn", str(vae), "--out", str(tmp_path / "s.pq")]) == 2
+    assert main(["score", "--settings", json.dumps(small), "--shard", "0", "--features", "f.h5", "--frames", "g.h5",
+                 "--reference", "r.h5", "--manifest", "m.csv", "--vae", str(vae), "--cnn", str(vae),
+                 "--out", str(tmp_path / "s.pq")]) == 2
     line = _one_line_error(capsys.readouterr().err)
     assert f"{vae} was trained with a different model config (kind: checkpoint 'vae' vs config 'cnn'" in line
 

@@ -30,12 +30,8 @@ def _scored_truth(wd):
     return m, m.anomaly.notna()
 
 
-#: Found within the top 2 x (number injected) on every demo seed tried (0, 1, 2).
-RELIABLE = {"satellite_trail", "cosmic_rays", "dead_column", "nan_patch", "straight_cosmic"}
-#: Within 2 x on some seeds only: held to the top 4 x on this (the shipped) demo, as a regression guard.
-NEAR = {"displaced_vertex"}
-#: Not found yet (see README, "Detection quality"): printed, and covered by the overall AUROC.
-MISSED = {"kink"}
+#: The demo's artefact types: each must rank within the top 2 x (number injected), as the issue asks.
+TYPES = {"satellite_trail", "cosmic_rays", "dead_column", "nan_patch", "straight_cosmic", "displaced_vertex", "kink"}
 
 
 def test_injected_anomalies_rank_on_top(demo):
@@ -46,10 +42,9 @@ def test_injected_anomalies_rank_on_top(demo):
     worst = m[y].groupby("anomaly")["rank"].max().to_dict()
     print(f"\ndemo: {len(m)} frames, {n} injected; AUROC {auroc:.3f}, average precision {ap:.3f}; "
           f"worst rank per type (top 2x = {2 * n}): {worst}")
-    assert n >= 10 and set(worst) == RELIABLE | NEAR | MISSED
-    assert {t: r for t, r in worst.items() if t in RELIABLE and r > 2 * n} == {}
-    assert {t: r for t, r in worst.items() if t in NEAR and r > 4 * n} == {}
-    assert auroc >= 0.9 and ap >= 0.7
+    assert n >= 10 and set(worst) == TYPES
+    assert {t: r for t, r in worst.items() if r > 2 * n} == {}
+    assert auroc >= 0.97 and ap >= 0.85   # shipped demo: 0.999 and 0.979; seeds 1 and 2: >= 0.99 and >= 0.90
 
 
 def test_outputs_follow_the_contract(demo):

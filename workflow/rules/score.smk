@@ -1,9 +1,32 @@
 LABELS = config["score"]["labels"]
 
 
+rule corner_reference:
+    input:
+        frames=expand(rules.ingest.output.shard, shard=SHARDS),
+        manifest=rules.manifest.output.manifest,
+    output:
+        reference="results/models/corner_reference.h5",
+    log:
+        "logs/corner_reference.log",
+    benchmark:
+        "results/benchmarks/corner_reference.tsv"
+    params:
+        settings=settings("device", "score", "augment"),
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
+    shell:
+        "cnnpipe reference --settings {params.settings:q} --threads {threads} --manifest {input.manifest} "
+        "--out {output.reference} {input.frames} 2> {log}"
+
+
 rule score:
     input:
         features=rules.preprocess.output.features,
+        frames=rules.ingest.output.shard,
+        reference=rules.corner_reference.output.reference,
         manifest=rules.manifest.output.manifest,
         vae=rules.train_vae.output.model,
         cnn=rules.train_cnn.output.model,
@@ -22,7 +45,7 @@ rule score:
         runtime=30,
     shell:
         "cnnpipe score --settings {params.settings:q} --threads {threads} --shard {wildcards.shard} "
-        "--features {input.features} --manifest {input.manifest} --vae {input.vae} --cnn {input.cnn} "
+        "--features {input.features} --frames {input.frames} --reference {input.reference} --manifest {input.manifest} --vae {input.vae} --cnn {input.cnn} "
         "--out {output.scores} 2> {log}"
 
 
