@@ -2,14 +2,18 @@
 
 cnnpipe: ``cnnpipe.score.score_shard`` on a features shard (HDF5 in the page cache): batched reads, the
 VAE forward, masked worst-fraction residuals in intensity and Sobel, KL, the self-supervised CNN score
-(one CNN forward per allowed transform), latent means, the result table. Baseline: the same two models'
+(one CNN forward per allowed transform), latent means, the corner score (structure tensor of the full-size
+frame from the frames shard, against a reference map), the result table. Baseline: the same two models'
 forward passes (VAE once, CNN once per transform) on the same features already in memory, nothing else.
 The models are freshly initialised (weights do not change the arithmetic). Goal: >= 0.8x.
+Second line: the corner response alone (``cnnpipe.corners.shi_tomasi``, batched) vs scikit-image's
+``structure_tensor`` + ``structure_tensor_eigenvalues`` frame by frame (the reference it equals). Goal: >= 1x.
 """
 from __future__ import annotations
 
 import argparse
 
+import h5py
 import numpy as np
 import torch
 
@@ -17,6 +21,7 @@ from common import best_of, report
 from train import write_shard
 from cnnpipe.augment import allowed_transforms, apply
 from cnnpipe.config import parse
+from cnnpipe.corners import shi_tomasi, write_reference
 from cnnpipe.ingest import read_csv
 from cnnpipe.models import build
 from cnnpipe.score import score_shard
@@ -53,9 +58,17 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         feats, man_path = write_shard(Path(tmp), x)
+        tile = cfg.ingest.tile_size
+        frames = Path(tmp) / "frames" / "shard-0.h5"
+        frames.parent.mkdir()
+        with h5py.File(frames, "w") as f:
+            f["frames"] = np.random.default_rng(1).random((a.samples, tile, tile), dtype=np.float32)
         man = read_csv(man_path).assign(y0=0, x0=0)
-        ours = lambda: score_shard(feats[0], man, 0, vae, cnn, meta, torch.device("cpu"),  # noqa: E731
-                                   cfg.score.top_fraction, a.batch)
+        reference = Path(tmp) / "reference.h5"
+        write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([a.samples]),
+                        cfg.score.corner_sigma)
+        ours = lambda: score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference,  # noqa: E731
+                                   torch.device("cpu"), cfg.score.top_fraction, a.batch)
         assert len(ours()) == a.samples
         t_ours, t_bare = [], []
         for _ in range(2):  # interleaved, so the other users' load hits both
@@ -64,6 +77,17 @@ def main() -> None:
     print(f"VAE {cfg.train.vae.channels} + CNN {cfg.train.cnn.channels} ({len(transforms)} transforms) on "
           f"{a.samples} frames {shape}, batch {a.batch}, {a.threads} threads")
     report("score shard vs bare forward", a.samples / min(t_ours), a.samples / min(t_bare), "frames/s", 0.8)
+
+    from skimage.feature import structure_tensor, structure_tensor_eigenvalues
+
+    sigma = cfg.score.corner_sigma
+    imgs = np.random.default_rng(2).random((min(a.samples, 512), tile, tile), dtype=np.float32)
+    batched = lambda: [shi_tomasi(torch.from_numpy(imgs[i:i + a.batch]), sigma)  # noqa: E731
+                       for i in range(0, len(imgs), a.batch)]
+    skimage = lambda: [structure_tensor_eigenvalues(structure_tensor(im, sigma, mode="nearest"))[1]  # noqa: E731
+                       for im in imgs]
+    report("corner response vs scikit-image", len(imgs) / best_of(batched, 3), len(imgs) / best_of(skimage, 2),
+           "frames/s", 1.0)
 
 
 if __name__ == "__main__":

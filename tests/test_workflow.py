@@ -3,8 +3,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 import corpus
+from cnnpipe.corners import shi_tomasi
+from cnnpipe.population import population
 from workflow_run import TINY, snakemake
 
 pytestmark = pytest.mark.slow
@@ -60,6 +63,28 @@ def test_pixel_outliers_from_ingestion_reach_the_score_table(run):
     for stat, kind in (("sharpness", "cosmic_rays"), ("coldness", "dead_column")):
         hit = sky.anomaly == kind
         assert hit.any() and sky[stat][hit].min() > sky[stat][~hit].max(), kind
+
+
+def test_corner_reference_covers_each_population_and_the_scores_use_it(run):
+    """One reference map per population, over all its frames; each tile's corner score is its largest
+    ratio of Shi-Tomasi response to that map (recomputed here from the frames shard)."""
+    wd, _ = run
+    results = wd / "results"
+    man = pd.read_csv(results / "manifest.csv", dtype={"key": str})
+    ok = man[man.status == "ok"]
+    with h5py.File(results / "models/corner_reference.h5") as f:
+        names = [n.decode() for n in f["population"][:]]
+        counts = dict(zip(names, f["frames"][:].tolist()))
+        maps = dict(zip(names, f["corner"][:]))
+        sigma = float(f.attrs["sigma"])
+    assert counts == pd.Series(population(ok)).value_counts().to_dict()
+    assert names == ["results/demo/sky", "results/demo/tracks.h5:/events"]   # a FITS folder, an HDF5 dataset
+    scores = pd.read_parquet(results / "scores/shard-0.parquet")
+    with h5py.File(results / "frames/shard-0.h5") as f:
+        frames = f["frames"][:][scores["row"].to_numpy()]
+    response = shi_tomasi(torch.from_numpy(frames), sigma).numpy()
+    ref = np.stack([maps[p] for p in population(scores)])
+    np.testing.assert_allclose(scores.corner.to_numpy(), (response / ref).max(axis=(1, 2)), rtol=1e-4)
 
 
 def test_every_rule_has_log_and_benchmark(run):
