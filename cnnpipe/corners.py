@@ -128,8 +128,8 @@ def write_reference(path: str | Path, names: list[str], maps: np.ndarray, counts
         f.attrs["sigma"] = sigma
 
 
-def read_reference(path: str | Path) -> tuple[dict[str, np.ndarray], float]:
-    """{population: reference map} and the sigma it was made with."""
+def read_reference(path: str | Path) -> tuple[list[str], np.ndarray, float]:
+    """The population names, their reference maps (P, H, W) and the sigma they were made with."""
     with h5py.File(path, "r") as f:
         names = [n.decode() if isinstance(n, bytes) else n for n in f["population"][:]]
-        return dict(zip(names, f["corner"][:])), float(f.attrs["sigma"])
+        return names, f["corner"][:], float(f.attrs["sigma"])

@@ -83,20 +83,19 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD. ``reference``: the corner reference maps of every population."""
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
-    maps, sigma = read_reference(reference)
-    missing = set(population(rows)) - set(maps)
+    names, refs, sigma = read_reference(reference)
+    code = {n: i for i, n in enumerate(names)}
+    missing = set(population(rows)) - set(code)
     if missing:
         raise UserError(f"{reference}: no corner reference for {sorted(missing)[0]}; it was made for other inputs")
-    names = sorted(maps)
-    refs = torch.from_numpy(np.stack([maps[n] for n in names])).to(device) if names else None
-    codes = np.searchsorted(names, population(rows)) if names else np.zeros(0, dtype=np.int64)
+    codes = torch.tensor([code[p] for p in population(rows)], dtype=torch.long, device=device)
+    refs = torch.from_numpy(refs).to(device)
     parts, start = [], 0
     for b, fr in zip(iter_batches(features_path, ["features", "valid", *STATS], batch),
                      iter_batches(frames_path, ["frames"], batch)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         response = shi_tomasi(torch.from_numpy(fr["frames"]).to(device).float(), sigma)
-        ref = refs[torch.from_numpy(codes[start:start + len(x)]).to(device)]
-        corner = corner_scores(response, ref).cpu().numpy()
+        corner = corner_scores(response, refs[codes[start:start + len(x)]]).cpu().numpy()
         parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), **{s: b[s] for s in STATS},
                       "corner": corner})
         start += len(x)
