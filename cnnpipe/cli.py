@@ -118,7 +118,7 @@ def cmd_rank(args) -> None:
     write_rank_outputs(ranked, z, args.anomalies, args.by_frame, args.latent_map)
     device = select(cfg.device, args.threads)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
-    gallery(ranked, Path(args.results), vae, device, cfg.report.top_k, args.gallery)
+    gallery(ranked, Path(args.results), vae, args.reference, device, cfg.report.top_k, args.gallery)
     log.info("ranked %d frames (%d human labels) -> %s", len(ranked), len(labels), args.anomalies)
     for r in ranked.head(5).itertuples():
         log.info("  #%d  score %.3f  %s [%s] %s", r.rank, r.score, r.source, r.key, r.index)
@@ -245,12 +245,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("rank", cmd_rank, "gather shard scores: latent kNN/Mahalanobis, ensemble, labels, ranked CSVs",
              "cnnpipe rank --config config/config.yaml results/scores/shard-*.parquet --labels config/labels.csv "
-             "--vae results/models/vae.pt --results results --anomalies results/anomalies.csv "
+             "--vae results/models/vae.pt --reference results/models/corner_reference.h5 --results results "
+             "--anomalies results/anomalies.csv "
              "--by-frame results/anomalies_by_frame.csv --latent-map results/latent_map.csv "
              "--gallery results/gallery.h5")
     p.add_argument("scores", nargs="+", help="per-shard score parquet files")
     p.add_argument("--labels", help="optional human labels CSV (source,key,index,label)")
     p.add_argument("--vae", required=True, help="VAE checkpoint (for the gallery's reconstructions)")
+    p.add_argument("--reference", required=True, help="corner reference from 'reference' (for the gallery's corner maps)")
     p.add_argument("--results", default="results", help="results folder holding frames/ and features/ shards")
     p.add_argument("--anomalies", required=True, help="ranked CSV to write (one row per frame or tile)")
     p.add_argument("--by-frame", required=True, help="ranked CSV with tiles rolled up to frames")

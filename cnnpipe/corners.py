@@ -12,6 +12,7 @@ not their shape, and a kink's second segment lies where tracks often are.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import h5py
 import numpy as np
@@ -20,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .atomic import atomic_path
+from .errors import UserError
 from .filters import sobel
 from .population import population
 from .shards import iter_batches, shard_number
@@ -82,11 +84,6 @@ def symmetry_average(image: np.ndarray, hflip: bool, vflip: bool, rot90: bool) -
     return np.mean([flat[p] for p in seen.values()], axis=0)
 
 
-def corner_scores(response: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Per frame the largest ratio of the corner response (N, H, W) to its reference map (N, H, W)."""
-    return (response / reference).flatten(1).max(dim=1).values
-
-
 def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma: float,
                    symmetries: dict[str, bool], device: torch.device, batch: int = 256
                    ) -> tuple[list[str], np.ndarray, np.ndarray]:
@@ -133,3 +130,24 @@ def read_reference(path: str | Path) -> tuple[list[str], np.ndarray, float]:
     with h5py.File(path, "r") as f:
         names = [n.decode() if isinstance(n, bytes) else n for n in f["population"][:]]
         return names, f["corner"][:], float(f.attrs["sigma"])
+
+
+class Reference:
+    """The reference maps of ``corner_reference.h5`` on a device, looked up by population."""
+
+    def __init__(self, path: str | Path, device: torch.device):
+        names, maps, self.sigma = read_reference(path)
+        self.path, self.index = path, {n: i for i, n in enumerate(names)}
+        self.maps = torch.from_numpy(maps).to(device)
+
+    def codes(self, populations: Iterable[str]) -> torch.Tensor:
+        """Row of :attr:`maps` for each population; one the reference lacks is a one-line error."""
+        try:
+            return torch.tensor([self.index[p] for p in populations], dtype=torch.long, device=self.maps.device)
+        except KeyError as e:
+            raise UserError(f"{self.path}: no corner reference for {e.args[0]}; it was made for other inputs") from None
+
+    def ratio(self, frames: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Corner response of (N, H, W) frames divided by the reference map of each one's population: the
+        ``corner`` score is its maximum, the report shows it as a map."""
+        return shi_tomasi(frames.float(), self.sigma) / self.maps[codes]

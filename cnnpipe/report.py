@@ -90,11 +90,14 @@ def robust_range(a: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple[floa
     return (float(vmin), float(vmax)) if vmax > vmin else (float(vmin), float(vmin) + 1.0)
 
 
-def gallery_images(inp: np.ndarray, sobel: np.ndarray, recon: np.ndarray, residual: np.ndarray) -> dict:
-    """The four thumbnails of one anomaly as data URIs.
+def gallery_images(inp: np.ndarray, sobel: np.ndarray, recon: np.ndarray, residual: np.ndarray,
+                   corner: np.ndarray) -> dict:
+    """The five thumbnails of one anomaly as data URIs.
 
     Input and reconstruction share the input's grey scale (so they compare by eye); the Sobel magnitude
-    uses magma from 0; the residual a diverging map symmetric about 0.
+    uses magma from 0; the residual a diverging map symmetric about 0; the corner map (response over the
+    population's usual response) viridis from 0 to its maximum, so its brightest spot is the corner that
+    made the ``corner`` score.
     """
     vmin, vmax = robust_range(inp)
     _, smax = robust_range(sobel, 0.0, 99.5)
@@ -107,6 +110,7 @@ def gallery_images(inp: np.ndarray, sobel: np.ndarray, recon: np.ndarray, residu
         "sobel": data_uri(png_bytes(colourise(sobel, "magma", 0.0, max(smax, 1e-12)))),
         "recon": data_uri(png_bytes(colourise(recon, "gray", vmin, vmax))),
         "residual": data_uri(png_bytes(colourise(residual, "RdBu_r", -rmax, rmax))),
+        "corner": data_uri(png_bytes(colourise(corner, "viridis", 0.0, max(float(np.nanmax(corner)), 1e-12)))),
     }
 
 
@@ -155,7 +159,7 @@ def read_gallery(path: Path) -> dict[str, np.ndarray] | None:
         return None
     with h5py.File(path, "r") as f:
         out = {}
-        for name in ("input", "sobel", "recon", "residual", "index", "rank"):
+        for name in ("input", "sobel", "recon", "residual", "corner", "index", "rank"):
             out[name] = f[name][()]
         for name in ("source", "key"):
             out[name] = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in f[name][()]],
@@ -409,7 +413,7 @@ def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, 
                       "label": "" if pd.isna(label) else str(label), "components": comp_rows,
                       "header": parse_header(m.header) if m is not None else {}, "where": where,
                       "images": gallery_images(gal["input"][g], gal["sobel"][g], gal["recon"][g],
-                                               gal["residual"][g])})
+                                               gal["residual"][g], gal["corner"][g])})
     return cards
 
 

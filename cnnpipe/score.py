@@ -22,7 +22,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from .atomic import atomic_path
 from .config import Config
-from .corners import corner_scores, read_reference, shi_tomasi
+from .corners import Reference
 from .errors import UserError
 from .ingest import write_csv
 from .models.cnn import cnn_score
@@ -83,21 +83,15 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD. ``reference``: the corner reference maps of every population."""
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
-    names, refs, sigma = read_reference(reference)
-    code = {n: i for i, n in enumerate(names)}
-    missing = set(population(rows)) - set(code)
-    if missing:
-        raise UserError(f"{reference}: no corner reference for {sorted(missing)[0]}; it was made for other inputs")
-    codes = torch.tensor([code[p] for p in population(rows)], dtype=torch.long, device=device)
-    refs = torch.from_numpy(refs).to(device)
+    ref = Reference(reference, device)
+    codes = ref.codes(population(rows))
     parts, start = [], 0
     for b, fr in zip(iter_batches(features_path, ["features", "valid", *STATS], batch),
                      iter_batches(frames_path, ["frames"], batch)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
-        response = shi_tomasi(torch.from_numpy(fr["frames"]).to(device).float(), sigma)
-        corner = corner_scores(response, refs[codes[start:start + len(x)]]).cpu().numpy()
+        corner = ref.ratio(torch.from_numpy(fr["frames"]).to(device), codes[start:start + len(x)])
         parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), **{s: b[s] for s in STATS},
-                      "corner": corner})
+                      "corner": corner.amax(dim=(1, 2)).cpu().numpy()})
         start += len(x)
     if not parts:
         return pd.DataFrame(columns=[*ID, "frame", "y0", "x0", "shard", "row"])
@@ -245,8 +239,10 @@ def latent_map(ranked: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
 
 
 @torch.no_grad()
-def gallery(ranked: pd.DataFrame, results: Path, vae, device: torch.device, top_k: int, out: str | Path) -> None:
-    """Arrays for the report's top-K: input tile, Sobel map, VAE reconstruction and residual."""
+def gallery(ranked: pd.DataFrame, results: Path, vae, reference: str | Path, device: torch.device, top_k: int,
+            out: str | Path) -> None:
+    """Arrays for the report's top-K: input tile, Sobel map, VAE reconstruction, residual and the corner
+    response over its population's reference (where a kink or an odd vertex is)."""
     top = ranked.head(top_k)
     inputs, feats, valids = [], [], []
     for shard, row in zip(top.shard, top.row):
@@ -259,8 +255,11 @@ def gallery(ranked: pd.DataFrame, results: Path, vae, device: torch.device, top_
     recon = vae(x)[0][:, 0].float().cpu().numpy()
     intensity = x[:, 0].cpu().numpy()
     masked = np.stack(valids) < 0.5
+    ref = Reference(reference, device)
+    corner = ref.ratio(torch.from_numpy(np.stack(inputs)).to(device), ref.codes(population(top)))
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f["input"] = np.stack(inputs)
+        f["corner"] = corner.cpu().numpy()
         f["sobel"] = x[:, 1].cpu().numpy()
         f["recon"] = recon
         f["residual"] = np.where(masked, np.nan, intensity - recon)

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 import torch
 
-from cnnpipe.corners import (corner_scores, gaussian_blur, read_reference, reference_maps, shi_tomasi,
+from cnnpipe.corners import (Reference, gaussian_blur, read_reference, reference_maps, shi_tomasi,
                              symmetry_average, write_reference)
+from cnnpipe.errors import UserError
 from cnnpipe.demo import _draw, helix, track_event
 from cnnpipe.ingest import write_csv
 
@@ -74,10 +75,18 @@ def test_symmetry_average_spans_the_allowed_group():
                                np.mean([np.rot90(m, k) for k in range(4)], axis=0))
 
 
-def test_corner_scores_is_the_largest_ratio():
-    resp = torch.tensor([[[1.0, 4.0], [2.0, 0.0]], [[3.0, 3.0], [3.0, 3.0]]])
-    ref = torch.tensor([[[1.0, 8.0], [0.5, 1.0]], [[1.0, 1.0], [1.0, 6.0]]])
-    np.testing.assert_allclose(corner_scores(resp, ref).numpy(), [4.0, 3.0])
+def test_reference_divides_by_each_frames_population_map_and_names_a_missing_one(tmp_path):
+    maps = np.stack([np.full((8, 8), 2.0), np.full((8, 8), 0.5)])
+    write_reference(tmp_path / "ref.h5", ["/d/ev.h5:/events", "/d/sky"], maps, np.array([3, 4]), 1.0)
+    ref = Reference(tmp_path / "ref.h5", torch.device("cpu"))
+    frames = torch.from_numpy(np.random.default_rng(5).random((3, 8, 8)).astype(np.float32))
+    codes = ref.codes(["/d/sky", "/d/ev.h5:/events", "/d/sky"])
+    assert codes.tolist() == [1, 0, 1]
+    response = shi_tomasi(frames, 1.0)
+    ratio = ref.ratio(frames, codes)
+    np.testing.assert_allclose(ratio.numpy(), (response / torch.tensor([0.5, 2.0, 0.5])[:, None, None]).numpy())
+    with pytest.raises(UserError, match=r"ref.h5: no corner reference for /d/other; it was made for other inputs"):
+        ref.codes(["/d/sky", "/d/other"])
 
 
 def _shard(tmp_path, frames: np.ndarray, sources: list[str], keys: list[str]):
@@ -119,8 +128,8 @@ def test_a_kink_outscores_normal_events_against_their_reference(tmp_path):
     normal = np.stack([track_event(64, rng) for _ in range(60)])
     kinks = np.stack([track_event(64, rng, "kink") for _ in range(6)])
     path, man = _shard(tmp_path, normal, ["/d/ev.h5"] * 60, ["/events"] * 60)
-    _, maps, _ = reference_maps([path], man, 2.5, ALL, torch.device("cpu"))
-    ref = torch.from_numpy(maps[0]).expand(66, -1, -1)
-    resp = shi_tomasi(torch.from_numpy(np.concatenate([normal, kinks])).float(), 2.5)
-    scores = corner_scores(resp, ref).numpy()
+    write_reference(tmp_path / "ref.h5", *reference_maps([path], man, 2.5, ALL, torch.device("cpu")), 2.5)
+    ref = Reference(tmp_path / "ref.h5", torch.device("cpu"))
+    frames = torch.from_numpy(np.concatenate([normal, kinks]))
+    scores = ref.ratio(frames, ref.codes(["/d/ev.h5:/events"] * 66)).amax(dim=(1, 2)).numpy()
     assert scores[60:].min() > np.percentile(scores[:60], 90)

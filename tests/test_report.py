@@ -61,6 +61,7 @@ def make_results(root: Path, n: int = N, k: int = K, metrics: bool = True) -> Pa
         f["input"] = inp
         for name in ("sobel", "recon", "residual"):
             f[name] = rng.standard_normal((k, 32, 32)).astype(np.float32)
+        f["corner"] = rng.random((k, 64, 64)).astype(np.float32)
         s = h5py.string_dtype("utf-8")
         f.create_dataset("source", data=sources[:k], dtype=s)
         f.create_dataset("key", data=keys[:k], dtype=s)
@@ -125,7 +126,7 @@ def test_header_and_file_text_is_escaped(built):
 def test_self_contained_images_are_data_uris(built):
     _, _, html = built
     srcs = re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
-    assert len(srcs) == 4 * K + 1  # four thumbnails per card + training curves
+    assert len(srcs) == 5 * K + 1  # five thumbnails per card (input, Sobel, recon, residual, corner) + curves
     for s in srcs:
         decode_png(s)
     assert not re.search(r'(src|href)="(https?:)?//', html)

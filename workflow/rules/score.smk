@@ -53,6 +53,7 @@ rule rank:
     input:
         scores=expand(rules.score.output.scores, shard=SHARDS),
         vae=rules.train_vae.output.model,
+        reference=rules.corner_reference.output.reference,
         features=expand(rules.preprocess.output.features, shard=SHARDS),
         labels=[LABELS] if os.path.exists(LABELS) else [],
     output:
@@ -73,5 +74,5 @@ rule rank:
         runtime=30,
     shell:
         "cnnpipe rank --settings {params.settings:q} --threads {threads} {input.scores} {params.labels} "
-        "--vae {input.vae} --results results --anomalies {output.anomalies} --by-frame {output.by_frame} "
+        "--vae {input.vae} --reference {input.reference} --results results --anomalies {output.anomalies} --by-frame {output.by_frame} "
         "--latent-map {output.latent_map} --gallery {output.gallery} 2> {log}"

@@ -1,0 +1,63 @@
+"""A LeNet-style CNN, configurable up to an AlexNet-like depth.
+
+Each block is convolution (3x3, bias) -> ReLU -> 2x2 max pooling with stride 2 (the lecture's neuron:
+convolution + bias + activation, then pooling halves each side). After the blocks the maps are flattened
+into a fully connected hidden layer (the penultimate feature space) and a linear head. ``channels`` lists
+the blocks: LeNet-like [6, 16], AlexNet-like [64, 192, 384, 256, 256]; pooling stops once a side is 1.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+from ..augment import Transform, apply
+
+
+class CNN(nn.Module):
+    """conv blocks -> flatten -> FC hidden (ReLU) -> FC head with ``n_classes`` logits."""
+
+    def __init__(self, in_channels: int, size: int, channels: list[int], hidden: int, n_classes: int):
+        super().__init__()
+        layers: list[nn.Module] = []
+        c, s = in_channels, size
+        for width in channels:
+            layers += [nn.Conv2d(c, width, kernel_size=3, padding=1), nn.ReLU()]
+            if s >= 2:
+                layers.append(nn.MaxPool2d(2))
+                s //= 2
+            c = width
+        self.blocks = nn.Sequential(*layers)
+        self.hidden = nn.Linear(c * s * s, hidden)
+        self.head = nn.Linear(hidden, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate activations (N, hidden): the CNN's feature space."""
+        return F.relu(self.hidden(torch.flatten(self.blocks(x), 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (N, n_classes)."""
+        return self.head(self.features(x))
+
+
+def transforms_of(meta: dict) -> list[Transform]:
+    """The transform classes stored in a checkpoint's meta (self-supervised mode)."""
+    return [Transform(int(k), bool(f), int(dy), int(dx)) for k, f, dy, dx in meta["transforms"]]
+
+
+@torch.no_grad()
+def cnn_score(model: CNN, x: torch.Tensor, meta: dict) -> torch.Tensor:
+    """Per-sample anomaly score (N,), higher = more anomalous.
+
+    self-supervised: mean over the allowed transforms T_k of -log softmax(model(T_k x))[k] (how badly the
+    network recognises which transform was applied; Golan & El-Yaniv 2018);
+    supervised: -max softmax(model(x)) (low confidence in every known class).
+    """
+    model.eval()
+    if meta["mode"] == "supervised":
+        return -F.softmax(model(x).float(), dim=1).max(dim=1).values
+    transforms = transforms_of(meta)
+    total = torch.zeros(x.shape[0], device=x.device)
+    for k, t in enumerate(transforms):
+        total -= F.log_softmax(model(apply(x, t)).float(), dim=1)[:, k]
+    return total / len(transforms)

@@ -1,0 +1,120 @@
+"""Convolutional variational autoencoder.
+
+encoder: stride-2 convolutions (4x4, padding 1: each halves the side) + ReLU -> flatten -> mean and
+log-variance of a ``latent_dim`` Gaussian; z = mu + exp(logvar / 2) * eps (reparameterisation);
+decoder: linear -> the mirrored transposed convolutions, which upsample back to exactly the input size
+(``output_size`` fixes odd sides). The output is linear: channels are intensity and Sobel maps, not
+probabilities.
+
+Loss (``vae_loss``) = squared error summed over the unmasked pixels of every channel (a Gaussian
+log-likelihood up to a constant) + beta * KL(q(z|x) || N(0, I)). Pixels with ``valid`` < 0.5 (mostly
+masked/NaN or padding in the input) do not count.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+import torch.nn.functional as F
+
+
+class ConvVAE(nn.Module):
+    def __init__(self, in_channels: int, size: int, channels: list[int], latent_dim: int):
+        super().__init__()
+        if size >> len(channels) < 1:
+            raise ValueError(f"{len(channels)} stride-2 layers shrink a {size}-pixel input below 1 pixel; "
+                             "use fewer train.vae.channels")
+        self.sizes = [size]
+        for _ in channels:
+            self.sizes.append(self.sizes[-1] // 2)
+        widths = [in_channels, *channels]
+        self.enc = nn.ModuleList(nn.Conv2d(a, b, 4, stride=2, padding=1) for a, b in zip(widths, widths[1:]))
+        flat = channels[-1] * self.sizes[-1] ** 2
+        self.mu = nn.Linear(flat, latent_dim)
+        self.logvar = nn.Linear(flat, latent_dim)
+        self.expand = nn.Linear(latent_dim, flat)
+        self.dec = nn.ModuleList(nn.ConvTranspose2d(b, a, 4, stride=2, padding=1)
+                                 for a, b in reversed(list(zip(widths, widths[1:]))))
+        self.last_channels = channels[-1]
+        # mean squared residual of each pixel over the training frames (set after training): scoring divides
+        # by it, so an error counts by how unusual it is at that place, not by how much signal is there
+        self.register_buffer("residual_scale", torch.ones(in_channels, size, size))
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, logvar), each (N, latent_dim)."""
+        for conv in self.enc:
+            x = F.relu(conv(x))
+        x = torch.flatten(x, 1)
+        return self.mu(x), self.logvar(x)
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Frames (N, C, size, size) from latents (N, latent_dim)."""
+        s = self.sizes[-1]
+        x = self.expand(z).view(-1, self.last_channels, s, s)
+        for i, deconv in enumerate(self.dec):
+            target = self.sizes[-2 - i]
+            x = deconv(x, output_size=[target, target])
+            if i < len(self.dec) - 1:
+                x = F.relu(x)
+        return x
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reconstruction, mu, logvar); samples z in training mode, uses z = mu in eval mode."""
+        mu, logvar = self.encode(x)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu) if self.training else mu
+        return self.decode(z), mu, logvar
+
+
+@torch.no_grad()
+def pixel_residual_scale(model: ConvVAE, batches, device: torch.device) -> torch.Tensor:
+    """Mean squared reconstruction residual (C, H, W) of every channel and pixel over ``batches`` (dicts
+    with ``x`` (N, C, H, W) and ``valid`` (N, H, W)); masked pixels are left out, distributed ranks summed.
+    A pixel that is never unmasked gets its channel's overall mean."""
+    model.eval()
+    total = count = None
+    for b in batches:
+        x, valid = b["x"].to(device).float(), b["valid"].to(device)
+        mask = (valid >= 0.5).float()[:, None]
+        se = (x - model(x)[0].float()) ** 2 * mask
+        s = se.sum(0)
+        c = mask.sum(0).expand_as(s)
+        total, count = (s, c) if total is None else (total + s, count + c)
+    if total is None:
+        return torch.ones_like(model.residual_scale)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.all_reduce(total)
+        torch.distributed.all_reduce(count)
+    overall = total.sum((1, 2), keepdim=True) / count.sum((1, 2), keepdim=True).clamp(min=1.0)
+    scale = torch.where(count > 0, total / count.clamp(min=1.0), overall.expand_as(total))
+    return torch.maximum(scale, 1e-3 * overall + 1e-12)  # a pixel that is always perfect must not divide by 0
+
+
+def _masked_mse(x: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return ((recon - x) ** 2 * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
+
+
+def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, exp(logvar)) || N(0, I)) per sample: -1/2 sum(1 + logvar - mu^2 - exp(logvar))."""
+    return -0.5 * (1 + logvar - mu ** 2 - logvar.exp()).sum(dim=1)
+
+
+def vae_terms(x: torch.Tensor, recon: torch.Tensor, valid: torch.Tensor, mu: torch.Tensor,
+              logvar: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-sample (N,) terms: masked MSE of intensity (channel 0) and Sobel (channel 1), and the KL.
+
+    ``valid`` (N, H, W) is the fraction of unmasked input pixels; pixels below 0.5 are ignored.
+    """
+    x, recon = x.float(), recon.float()
+    mask = (valid >= 0.5).float()
+    return {"recon": _masked_mse(x[:, 0], recon[:, 0], mask),
+            "recon_sobel": _masked_mse(x[:, 1], recon[:, 1], mask),
+            "kl": kl_divergence(mu.float(), logvar.float())}
+
+
+def vae_loss(x: torch.Tensor, recon: torch.Tensor, valid: torch.Tensor, mu: torch.Tensor,
+             logvar: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Batch-mean training loss and the batch-mean terms for logging (see the module docstring)."""
+    mask = (valid >= 0.5).float()[:, None]
+    sse = (((recon.float() - x.float()) ** 2) * mask).sum(dim=(1, 2, 3))
+    terms = vae_terms(x, recon, valid, mu, logvar)
+    loss = (sse + beta * terms["kl"]).mean()
+    return loss, {k: v.mean() for k, v in terms.items()}
