@@ -36,7 +36,7 @@ def main() -> None:
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     cfg = parse({"device": "cpu"})
-    size, shape = cfg.feature_size, (cfg.channels, cfg.feature_size, cfg.feature_size)
+    shape = (cfg.channels, cfg.feature_size, cfg.feature_size)
     x = np.random.default_rng(0).random((a.samples, *shape), dtype=np.float32)
     transforms = allowed_transforms(cfg.augment)
     torch.manual_seed(0)

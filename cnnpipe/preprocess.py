@@ -5,7 +5,6 @@ import logging
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 import torch.nn.functional as F
 

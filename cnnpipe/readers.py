@@ -10,7 +10,6 @@ import math
 import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Union
 
 import h5py

@@ -2,7 +2,6 @@
 the report works in a real browser, and human labels re-rank without retraining."""
 import os
 import re
-import shutil
 
 import pandas as pd
 import pytest
