@@ -3,7 +3,8 @@
 cnnpipe: ``cnnpipe.score.score_shard`` on a features shard (HDF5 in the page cache): batched reads, the
 VAE forward, masked worst-fraction residuals in intensity and Sobel, KL, the self-supervised CNN score
 (one CNN forward per allowed transform), latent means, the corner score (structure tensor of the full-size
-frame from the frames shard, against a reference map), the result table. Baseline: the same two models'
+frame from the frames shard, against a reference map), the line score (Radon transform of the intensity),
+the result table. Baseline: the same two models'
 forward passes (VAE once, CNN once per transform) on the same features already in memory, nothing else.
 The models are freshly initialised (weights do not change the arithmetic). Goal: >= 0.8x.
 Second line: the corner response alone (``cnnpipe.corners.shi_tomasi``, batched) vs scikit-image's
@@ -68,7 +69,7 @@ def main() -> None:
         write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([a.samples]),
                         cfg.score.corner_sigma)
         ours = lambda: score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference,  # noqa: E731
-                                   torch.device("cpu"), cfg.score.top_fraction, a.batch)
+                                   torch.device("cpu"), cfg.score.top_fraction, cfg.score.line_angles, a.batch)
         assert len(ours()) == a.samples
         t_ours, t_bare = [], []
         for _ in range(2):  # interleaved, so the other users' load hits both

@@ -88,7 +88,7 @@ def cmd_score(args) -> None:
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
     cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
     df = score_shard(args.features, args.frames, read_csv(args.manifest), args.shard, vae, cnn, cnn_meta,
-                     args.reference, device, cfg.score.top_fraction)
+                     args.reference, device, cfg.score.top_fraction, cfg.score.line_angles)
     write_parquet(df, args.out)
     log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
 

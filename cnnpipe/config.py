@@ -146,6 +146,7 @@ class Score:
     ensemble: str
     power: float
     corner_sigma: float
+    line_angles: int
     top_fraction: float
     labels: str
     label_neighbours: int

@@ -51,6 +51,7 @@ COMPONENTS = {  # known component scores, in display order, with what they measu
     "sharpness": "brightest pixel above the median of its 8 neighbours, in noise units (cosmic-ray hits)",
     "coldness": "darkest pixel below the frame's median level, in noise units (dead pixels, bad columns)",
     "corner": "strongest corner against the usual corner strength at that pixel (kinks, displaced vertices)",
+    "line": "brightest straight line across the frame, background subtracted (satellite trails)",
     "latent_knn": "distance to the k nearest training latents",
     "mahalanobis": "Mahalanobis distance to the latent distribution",
     "cnn": "CNN score (transform confidence / max-softmax / energy)",

@@ -2,7 +2,8 @@
 
 Per shard (``score_shard``): VAE reconstruction error (masked; intensity and Sobel), KL term, latent mean,
 CNN score, the pixel outliers measured at ingestion (sharpness: cosmic rays; coldness: dead columns) and the
-corner strength against its population's reference (corner: kinked tracks, displaced vertices).
+corner strength against its population's reference (corner: kinked tracks, displaced vertices) and the
+brightest straight line (line: satellite trails, straight cosmic rays).
 Gathered (``rank``): kNN distance and Mahalanobis distance in latent space, a weighted ensemble of robustly
 normalised components within each population, the human-label re-ranking, the roll-up of tiles to frames,
 the report's gallery arrays and a 2-D latent map.
@@ -23,6 +24,7 @@ from sklearn.neighbors import NearestNeighbors
 from .atomic import atomic_path
 from .config import Config
 from .corners import Reference
+from .lines import line_strength
 from .errors import UserError
 from .ingest import write_csv
 from .models.cnn import cnn_score
@@ -34,7 +36,7 @@ from .shards import iter_batches
 log = logging.getLogger(__name__)
 
 ID = ["source", "key", "index"]
-SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", *STATS, "corner", "cnn"]
+SHARD_COMPONENTS = ["recon", "recon_sobel", "kl", "masked", "sobel_peak", *STATS, "corner", "line", "cnn"]
 COMPONENTS = [*SHARD_COMPONENTS, "latent_knn", "mahalanobis"]
 
 
@@ -79,7 +81,7 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
 
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
                 cnn_meta: dict, reference: str | Path, device: torch.device, top_fraction: float = 0.03,
-                batch: int = 256) -> pd.DataFrame:
+                line_angles: int = 64, batch: int = 256) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD. ``reference``: the corner reference maps of every population."""
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
@@ -91,7 +93,8 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         corner = ref.ratio(torch.from_numpy(fr["frames"]).to(device), codes[start:start + len(x)])
         parts.append({**model_components(vae, cnn, cnn_meta, x, valid, top_fraction), **{s: b[s] for s in STATS},
-                      "corner": corner.amax(dim=(1, 2)).cpu().numpy()})
+                      "corner": corner.amax(dim=(1, 2)).cpu().numpy(),
+                      "line": line_strength(x[:, 0].float(), line_angles).cpu().numpy()})
         start += len(x)
     if not parts:
         return pd.DataFrame(columns=[*ID, "frame", "y0", "x0", "shard", "row"])

@@ -1,0 +1,62 @@
+"""Straight-line strength: the brightest straight line across a frame (satellite trails, straight cosmics).
+
+A satellite trail is faint per pixel but long: summed along its own direction it outshines any star or
+galaxy, which are bright but short. The Radon transform sums the frame along every line at ``n_angles``
+directions; its maximum, after the frame's median background is subtracted, is the ``line`` score. The
+VAE sees a trail only as a few percent of badly reconstructed pixels, diluted among the other components.
+"""
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+
+@lru_cache(maxsize=4)
+def radon_matrix(size: int, n_angles: int) -> np.ndarray:
+    """The Radon transform of a (size, size) image as a matrix (n_angles * D, size * size), D the padded side.
+
+    The transform is linear, so one matrix product does a whole batch (a BLAS call instead of a rotation per
+    angle per frame). Built exactly as ``skimage.transform.radon(image, theta, circle=False)``: the image is
+    zero-padded to D = ceil(sqrt(2) size) about the centre, rotated by each angle theta_k = 180 k / n_angles
+    degrees with bilinear interpolation (zeros outside), and summed down its columns. float32; 12 MB for a
+    32x32 feature map and 64 angles.
+    """
+    pad = math.ceil(math.sqrt(2) * size - size)
+    d = size + pad
+    centre = d // 2
+    before = centre - size // 2
+    y, x = np.mgrid[0:d, 0:d].astype(np.float64) - centre
+    rows = []
+    for theta in np.deg2rad(np.arange(n_angles) * 180.0 / n_angles):
+        c, s = np.cos(theta), np.sin(theta)
+        src_x = c * x + s * y + centre - before      # where each output pixel samples, in image coordinates
+        src_y = -s * x + c * y + centre - before
+        m = np.zeros((d, size * size))
+        x0, y0 = np.floor(src_x).astype(int), np.floor(src_y).astype(int)
+        fx, fy = src_x - x0, src_y - y0
+        for dy, dx, w in ((0, 0, (1 - fy) * (1 - fx)), (0, 1, (1 - fy) * fx), (1, 0, fy * (1 - fx)), (1, 1, fy * fx)):
+            yy, xx = y0 + dy, x0 + dx
+            inside = (yy >= 0) & (yy < size) & (xx >= 0) & (xx < size)
+            cols = np.broadcast_to(np.arange(d), (d, d))     # output column = projection bin
+            np.add.at(m, (cols[inside], (yy * size + xx)[inside]), w[inside])
+        rows.append(m)
+    return np.concatenate(rows).astype(np.float32)
+
+
+def radon(images: torch.Tensor, n_angles: int) -> torch.Tensor:
+    """Radon transform of a (N, S, S) batch: (N, n_angles, D) line sums (see :func:`radon_matrix`)."""
+    n, h, w = images.shape
+    if h != w:
+        raise ValueError(f"radon needs square frames, got {h}x{w}")
+    m = torch.from_numpy(radon_matrix(h, n_angles)).to(images.device, images.dtype)
+    return (images.reshape(n, -1) @ m.T).view(n, n_angles, -1)
+
+
+def line_strength(images: torch.Tensor, n_angles: int = 64) -> torch.Tensor:
+    """Per frame the largest line sum of the (N, S, S) batch after subtracting its median (NaN pixels count
+    as the median, i.e. 0)."""
+    median = torch.nanmedian(images.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
+    return radon((images - median).nan_to_num(0.0), n_angles).flatten(1).max(dim=1).values

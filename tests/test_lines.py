@@ -1,0 +1,43 @@
+"""Line score: the Radon transform equals scikit-image's, a trail outscores a far brighter star, and the
+background level does not matter."""
+import numpy as np
+import pytest
+import torch
+
+from cnnpipe.lines import line_strength, radon
+
+
+@pytest.mark.parametrize("size", [32, 17])
+def test_radon_equals_scikit_image(size):
+    from skimage.transform import radon as sk_radon
+
+    img = np.random.default_rng(size).random((size, size))
+    img[5, 2:-2] += 2.0
+    ref = sk_radon(img, np.arange(64) * 180.0 / 64, circle=False)          # (D, angles)
+    np.testing.assert_allclose(radon(torch.from_numpy(img[None]), 64)[0].numpy(), ref.T, atol=1e-5)
+
+
+def test_a_line_sums_to_its_length():
+    img = np.zeros((32, 32))
+    img[10, 3:29] = 1.0                                   # 26 pixels; at 90 degrees it is one column
+    assert line_strength(torch.from_numpy(img[None]))[0].item() == pytest.approx(26.0, abs=1e-4)
+
+
+def test_a_trail_outscores_a_star_three_times_brighter_and_background_does_not_matter():
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:32, 0:32]
+    sky = rng.normal(100.0, 0.05, (2, 32, 32))
+    sky[0] += 3.0 * np.exp(-((yy - 16) ** 2 + (xx - 16) ** 2) / (2 * 1.5 ** 2))   # star: peak 3, FWHM 3.5 px
+    sky[1] += 1.0 * np.exp(-0.5 * ((yy - 0.6 * xx - 8) / 0.8) ** 2)               # trail: peak 1, ~37 px long
+    star, trail = line_strength(torch.from_numpy(sky)).numpy()
+    assert star == pytest.approx(3.0 * np.sqrt(2 * np.pi) * 1.5, rel=0.1)   # the star summed through its centre
+    assert trail > 2 * star
+    shifted = line_strength(torch.from_numpy(sky + 1000.0)).numpy()
+    np.testing.assert_allclose(shifted, [star, trail], rtol=1e-5)
+
+
+def test_nan_pixels_count_as_background():
+    img = np.zeros((1, 32, 32))
+    img[0, 10, 3:29] = 1.0
+    img[0, 20:26, 5:11] = np.nan                                   # a masked patch away from the line
+    assert line_strength(torch.from_numpy(img))[0].item() == pytest.approx(26.0, abs=1e-4)
