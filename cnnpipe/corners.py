@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from .atomic import atomic_path
 from .errors import UserError
-from .filters import sobel
+from .filters import fill_masked, sobel
 from .population import population
 from .shards import iter_batches, shard_number
 
@@ -54,10 +54,7 @@ def shi_tomasi(frames: torch.Tensor, sigma: float) -> torch.Tensor:
     Equals ``skimage.feature.structure_tensor_eigenvalues(structure_tensor(img, sigma, mode="nearest"))[1]``.
     NaN pixels are filled with the frame's median before filtering and score 0 themselves.
     """
-    mask = torch.isnan(frames)
-    if mask.any():
-        median = torch.nanmedian(frames.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
-        frames = torch.where(mask, median, frames)
+    frames, mask = fill_masked(frames)
     gx, gy = sobel(frames)
     a, b, c = gaussian_blur(torch.cat([gy * gy, gy * gx, gx * gx]), sigma).chunk(3)
     smaller = (a + c) / 2 - torch.sqrt(((a - c) / 2) ** 2 + b * b)

@@ -81,3 +81,14 @@ def max_pool_by(values: torch.Tensor, key: torch.Tensor, levels: int = 1) -> tor
         k, idx = F.max_pool2d(k, kernel_size=2, stride=2, return_indices=True)
         v = torch.gather(v.flatten(2), 2, idx.flatten(2)).view_as(k)
     return v[:, 0]
+
+
+def fill_masked(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(filled, mask)``: NaN pixels of a (N, H, W) batch replaced by their frame's median (0 when the
+    whole frame is NaN), so a filter's response to a masked pixel stays local. Clean batches come back
+    as they are, with no copy."""
+    mask = torch.isnan(frames)
+    if not mask.any():
+        return frames, mask
+    median = torch.nanmedian(frames.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
+    return torch.where(mask, median, frames), mask

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from .atomic import atomic_path
 from .config import Config
-from .filters import max_pool, max_pool_by, sobel_magnitude, sobel_magnitude_direction
+from .filters import fill_masked, max_pool, max_pool_by, sobel_magnitude, sobel_magnitude_direction
 from .pixel_outliers import STATS
 from .progress import progress
 from .shards import ShardWriter, iter_batches, shard_length
@@ -26,12 +26,8 @@ def features(frames: torch.Tensor, pool_levels: int = 1, direction: bool = False
     unmasked pixels under each pooled pixel. Masked pixels are filled with the frame's median before
     filtering and their own gradient is set to 0, so NaN never reaches a neighbour's gradient.
     """
-    mask = torch.isnan(frames)
-    masked = bool(mask.any())
-    filled = frames
-    if masked:  # the fill and the mask bookkeeping are skipped for the common case of clean frames
-        median = torch.nanmedian(frames.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
-        filled = torch.where(mask, median, frames)
+    filled, mask = fill_masked(frames)
+    masked = bool(mask.any())  # the mask bookkeeping is skipped for the common case of clean frames
     if direction:
         mag, theta = sobel_magnitude_direction(filled)
     else:
