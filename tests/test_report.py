@@ -307,7 +307,7 @@ def test_report_in_chromium(built, tmp_path):
             assert len(_ranks(page)) == CAP
 
             widths = page.eval_on_selector_all(".card img", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
-            assert len(widths) == 4 * K and all(w in (64, 32) for w in widths)
+            assert len(widths) == 5 * K and all(w in (64, 32) for w in widths)   # input, Sobel, recon, residual, corner
             assert page.eval_on_selector("img.fig", "i => i.naturalWidth") > 200
 
             # the hostile header is shown as text, nothing ran
