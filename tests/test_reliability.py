@@ -100,7 +100,8 @@ def test_killed_run_resumes_to_same_result(full_run, tmp_path):
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
-    while not (tmp_path / "results/models").exists() and proc.poll() is None and time.time() < deadline:
+    training = [tmp_path / "logs/train_cnn.log", tmp_path / "logs/train_vae.log"]  # a job's log appears as it starts
+    while not any(p.exists() for p in training) and proc.poll() is None and time.time() < deadline:
         time.sleep(0.2)
     assert proc.poll() is None, "the run ended before training started"
     time.sleep(1.0)
