@@ -125,8 +125,7 @@ def write_reference(path: str | Path, names: list[str], maps: np.ndarray, counts
 def read_reference(path: str | Path) -> tuple[list[str], np.ndarray, float]:
     """The population names, their reference maps (P, H, W) and the sigma they were made with."""
     with h5py.File(path, "r") as f:
-        names = [n.decode() if isinstance(n, bytes) else n for n in f["population"][:]]
-        return names, f["corner"][:], float(f.attrs["sigma"])
+        return list(f["population"].asstr()[:]), f["corner"][:], float(f.attrs["sigma"])
 
 
 class Reference:
