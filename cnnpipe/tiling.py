@@ -1,6 +1,13 @@
-"""Cut frames into fixed-size model inputs: overlapping tiles for large frames, NaN padding for small ones."""
+"""Cut frames into fixed-size model inputs: overlapping tiles for large frames, NaN padding for small ones.
+
+Why overlap: an object cut by a tile edge is seen whole in no tile of a plain grid; with an overlap of
+``o`` pixels every object up to ``o`` pixels across lies whole inside some tile. Its price is
+``(T / (T - o))^2`` more tiles for large frames (1.8x at the default 64 / 16); a frame that is already
+one tile (or smaller) is never re-cut.
+"""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
@@ -16,18 +23,60 @@ def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
     return starts + [length - tile]
 
 
-def tiles(image: np.ndarray, tile: int, overlap: int) -> Iterator[tuple[int, int, np.ndarray]]:
-    """Yield ``(y0, x0, tile_image)``; frames smaller than ``tile`` are padded with NaN (masked)."""
-    h, w = image.shape
+def cut_tiles(images: np.ndarray, tile: int, overlap: int) -> tuple[np.ndarray, list[int], list[int]]:
+    """All tiles of a block (n, H, W) in one copy -> ``(tiles (n * len(ys) * len(xs), T, T), ys, xs)``,
+    frame-major, then row-major (the order :func:`tiles` yields). Frames smaller than ``tile`` are padded
+    with NaN (masked); frames of exactly one tile come back as they are, without a copy."""
+    n, h, w = images.shape
     if h < tile or w < tile:
-        padded = np.full((max(h, tile), max(w, tile)), np.nan, dtype=np.float32)
-        padded[:h, :w] = image
-        image, h, w = padded, *padded.shape
-    for y0 in tile_starts(h, tile, overlap):
-        for x0 in tile_starts(w, tile, overlap):
-            yield y0, x0, image[y0:y0 + tile, x0:x0 + tile]
+        padded = np.full((n, max(h, tile), max(w, tile)), np.nan, dtype=np.float32)
+        padded[:, :h, :w] = images
+        images, h, w = padded, *padded.shape[1:]
+    ys, xs = tile_starts(h, tile, overlap), tile_starts(w, tile, overlap)
+    if (h, w) == (tile, tile):
+        return images, ys, xs
+    windows = np.lib.stride_tricks.sliding_window_view(images, (tile, tile), axis=(1, 2))
+    cut = windows[:, np.asarray(ys)[:, None], np.asarray(xs)[None, :]]  # (n, ny, nx, T, T), one gather
+    return cut.reshape(-1, tile, tile), ys, xs
+
+
+def tiles(image: np.ndarray, tile: int, overlap: int) -> Iterator[tuple[int, int, np.ndarray]]:
+    """Yield ``(y0, x0, tile_image)`` of one frame; frames smaller than ``tile`` are padded with NaN (masked)."""
+    cut, ys, xs = cut_tiles(np.asarray(image)[None], tile, overlap)
+    for k, (y0, x0) in enumerate((y, x) for y in ys for x in xs):
+        yield y0, x0, cut[k]
 
 
 def tiles_per_frame(height: int, width: int, tile: int, overlap: int) -> int:
     """How many tiles :func:`tiles` cuts from a ``height`` x ``width`` frame."""
     return len(tile_starts(max(height, tile), tile, overlap)) * len(tile_starts(max(width, tile), tile, overlap))
+
+
+@dataclass(frozen=True)
+class Cells:
+    """The tiles along one axis as runs of disjoint cells: every tile edge is a cell edge, so a per-tile
+    maximum is a maximum over the few per-cell maxima it covers (overlapping tiles share cells)."""
+
+    edges: np.ndarray  # (cells + 1,) cell boundaries, 0 .. length
+    first: np.ndarray  # (tiles,) first cell of each tile
+    count: np.ndarray  # (tiles,) cells each tile covers
+
+
+def tile_cells(starts: list[int], tile: int, length: int) -> Cells:
+    """:class:`Cells` of tiles of side ``tile`` at ``starts`` over ``length`` pixels (clipped to the edge)."""
+    starts_a = np.asarray(starts, np.int64)
+    ends = np.minimum(starts_a + tile, length)
+    edges = np.unique(np.concatenate([starts_a, ends, [0, length]]))
+    first = np.searchsorted(edges, starts_a)
+    return Cells(edges, first, np.searchsorted(edges, ends) - first)
+
+
+def tile_reduce(op: np.ufunc, cells: np.ndarray, rows: Cells, cols: Cells) -> np.ndarray:
+    """Per-tile ``op`` (e.g. ``np.fmax``) of per-cell values (n, cells_y, cells_x) -> (n, tiles_y, tiles_x)."""
+    def along(a: np.ndarray, c: Cells, axis: int) -> np.ndarray:
+        out = np.take(a, c.first, axis=axis)
+        for k in range(1, int(c.count.max())):
+            out = op(out, np.take(a, c.first + np.minimum(k, c.count - 1), axis=axis))
+        return out
+
+    return along(along(cells, rows, 1), cols, 2)

@@ -102,3 +102,57 @@ def test_dead_column_is_cold_and_sky_is_not():
     assert clean.max() < 6
     assert 85 < dead[:, 40:42].min() and dead[:, 40:42].max() < 115
     assert np.delete(dead, [40, 41], axis=1).max() < 6  # (a star is strongly negative: bright, not cold)
+
+
+# ---- the fast kernels against the previous implementation (tests/legacy_kernels.py) -----------------
+def _awkward_block(seed: int, h: int, w: int) -> np.ndarray:
+    """Random frames with the cases that need care: a masked patch, an all-NaN frame, a no-spread frame
+    (constant but for one spike: the noise falls back to the standard deviation), an inf pixel."""
+    x = np.random.default_rng(seed).normal(100.0, 10.0, (5, h, w)).astype(np.float32)
+    x[1, : max(1, h // 3), : max(1, w // 4)] = np.nan
+    x[2] = np.nan
+    x[3] = 5.0
+    x[3, h // 2, w // 2] = 50.0
+    x[4, 0, 0] = np.inf
+    return x
+
+
+@pytest.mark.parametrize("h,w", [(1, 1), (1, 9), (2, 3), (17, 23), (70, 90)])
+def test_median8_and_maps_equal_the_previous_implementation(h, w):
+    import legacy_kernels as legacy
+
+    x = _awkward_block(h * w, h, w)
+    np.testing.assert_array_equal(median8(np.nan_to_num(x)), legacy.median8(np.nan_to_num(x)))
+    maps = outlier_maps(x)
+    for i in range(len(x)):  # the old code took its statistics per block; one frame at a time they agree
+        old = legacy.outlier_maps(x[i:i + 1])
+        for s in old:
+            np.testing.assert_allclose(maps[s][i], old[s][0], rtol=1e-5, atol=1e-5, equal_nan=True)
+
+
+@pytest.mark.parametrize("h,w,tile,overlap", [(70, 90, 16, 4), (70, 90, 32, 0), (70, 90, 64, 16), (70, 90, 128, 0),
+                                              (5, 7, 8, 2), (64, 64, 64, 16), (130, 40, 64, 16)])
+@pytest.mark.parametrize("piece", [300, 1 << 17])  # bands of rows across a frame, or whole frames
+def test_outlier_peaks_equal_the_tile_maxima_of_the_maps(h, w, tile, overlap, piece, monkeypatch):
+    import legacy_kernels as legacy
+    from cnnpipe import pixel_outliers
+    from cnnpipe.tiling import tile_starts
+
+    monkeypatch.setattr(pixel_outliers, "PIECE_PIXELS", piece)
+    x = _awkward_block(h + w, h, w)
+    ys, xs = tile_starts(max(h, tile), tile, overlap), tile_starts(max(w, tile), tile, overlap)
+    peaks = pixel_outliers.outlier_peaks(x, ys, xs, tile)
+    for i in range(len(x)):
+        maps = legacy.outlier_maps(x[i:i + 1])
+        for s, m in maps.items():
+            expected = legacy.peak(np.stack([t for _, _, t in legacy.tiles(m[0], tile, overlap)]))
+            assert peaks[s][i].shape == (len(ys), len(xs))
+            np.testing.assert_allclose(peaks[s][i].ravel(), expected, rtol=1e-4, atol=1e-4, err_msg=f"{i} {s}")
+
+
+def test_row_median_equals_numpy():
+    from cnnpipe.pixel_outliers import row_median
+
+    for k in (1, 2, 7, 1024):
+        a = np.random.default_rng(k).normal(size=(6, k)).astype(np.float32)
+        np.testing.assert_allclose(row_median(a), np.median(a, axis=1), rtol=1e-6)
