@@ -1,6 +1,7 @@
 """Helpers for the benchmark scripts: best-of-n timing and a results line printer."""
 from __future__ import annotations
 
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -14,6 +15,21 @@ def best_of(fn: Callable[[], object], repeat: int = 3) -> float:
         fn()
         best = min(best, time.perf_counter() - t0)
     return best
+
+
+def interleaved(fns: dict[str, Callable[[], object]], rounds: int = 5, warmup: bool = True) -> dict[str, float]:
+    """Median wall time (s) of each function over ``rounds`` rounds, the functions called in turn within a
+    round (A B A B ...), so the other users' load on this shared machine falls on all of them alike."""
+    if warmup:
+        for fn in fns.values():
+            fn()
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def report(name: str, ours: float, baseline: float, unit: str, goal: float) -> str:

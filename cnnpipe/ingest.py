@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import logging
+from contextlib import closing
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -17,8 +19,9 @@ from .atomic import atomic_path
 from .config import Config
 from .normalise import apply_scales, frame_scales
 from .pixel_outliers import STATS, outlier_peaks
+from .prefetch import prefetch
 from .progress import progress
-from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
+from .readers import Block, Problem, Record, plan_units, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
 from .tiling import cut_tiles, tiles_per_frame
 
@@ -51,38 +54,72 @@ def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.n
     return tiles, {s: v.reshape(-1) for s, v in stats.items()}, where, usable
 
 
+BATCH_PIXELS = 1 << 22  # small frames (FITS HDUs, HDF5 chunks) are ingested in batches of up to this many pixels
+
+
+def _batches(records: Iterator[Record], max_frames: int) -> Iterator[Problem | list[Block]]:
+    """Consecutive blocks of one frame shape gathered into batches of up to ``max_frames`` frames and
+    ``BATCH_PIXELS`` pixels (a block larger than that is a batch alone), so that many small HDUs or files
+    cost a few array operations, not a few per frame. Problems pass through in order."""
+    batch: list[Block] = []
+    frames = 0
+    for rec in records:
+        if batch and (isinstance(rec, Problem) or rec.images.shape[1:] != batch[0].images.shape[1:]
+                      or frames + len(rec.images) > max_frames or (frames + len(rec.images)) * rec.images[0].size > BATCH_PIXELS):
+            yield batch
+            batch, frames = [], 0
+        if isinstance(rec, Problem):
+            yield rec
+        else:
+            batch.append(rec)
+            frames += len(rec.images)
+    if batch:
+        yield batch
+
+
 def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
-    """Ingest the units of ``shard`` into ``out`` (HDF5); return this shard's manifest rows."""
-    units = shard_units(plan_units(resolve_inputs(cfg.inputs), cfg.ingest.n_shards, cfg.ingest.hdf5_dataset),
-                        shard, cfg.ingest.n_shards)
-    parts: list[pd.DataFrame] = []
-    size = cfg.ingest.tile_size
-    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+    """Ingest the units of ``shard`` into ``out`` (HDF5); return this shard's manifest rows.
+
+    A reader thread reads ahead (:func:`prefetch`) while blocks are normalised, tiled and written."""
+    ing = cfg.ingest
+    units = shard_units(plan_units(resolve_inputs(cfg.inputs), ing.n_shards, ing.hdf5_dataset), shard, ing.n_shards)
+    parts: list[dict[str, np.ndarray]] = []
+    size = ing.tile_size
+    records = prefetch(rec for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units")
+                       for rec in read_unit(unit, ing.chunk_frames, ing.hdf5_labels))
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f, closing(records):
         writer = ShardWriter(f)
-        f.attrs["normalise"] = cfg.ingest.normalise.method
-        f.attrs["tile_size"], f.attrs["tile_overlap"] = size, cfg.ingest.tile_overlap
-        for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units"):
-            for rec in read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels):
-                if isinstance(rec, Problem):
-                    parts.append(_rows(rec.source, rec.key, rec.frame, shard, -1, 0, 0, "quarantined", rec.reason))
-                    log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key or "-", rec.reason)
-                    continue
-                h, w = rec.images.shape[1:]
-                cut, stats, where, usable = prepare(rec.images, cfg)
-                for j in np.flatnonzero(~usable):
+        f.attrs["normalise"] = ing.normalise.method
+        f.attrs["tile_size"], f.attrs["tile_overlap"] = size, ing.tile_overlap
+        for batch in _batches(records, ing.chunk_frames):
+            if isinstance(batch, Problem):
+                parts.append(_rows(batch.source, batch.key, batch.frame, shard, -1, 0, 0, "quarantined", batch.reason))
+                log.warning("quarantined %s [%s]: %s", printable(batch.source), batch.key or "-", batch.reason)
+                continue
+            h, w = batch[0].images.shape[1:]
+            images = batch[0].images if len(batch) == 1 else np.concatenate([b.images for b in batch])
+            cut, stats, where, usable = prepare(images, cfg)
+            labels = np.concatenate([b.labels for b in batch]).astype(np.int64)[where[:, 0]]
+            per_frame = tiles_per_frame(h, w, size, ing.tile_overlap)
+            first = 0  # first frame of this block in the batch
+            for rec in batch:
+                n = len(rec.images)
+                for j in np.flatnonzero(~usable[first:first + n]):
                     reason = f"frame {rec.start + j}: all pixels are NaN or inf"
                     parts.append(_rows(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
                     log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
-                if len(cut):
-                    per_frame = tiles_per_frame(h, w, size, cfg.ingest.tile_overlap)
-                    frame, label = rec.start + where[:, 0], rec.labels[where[:, 0]].astype(np.int64)
-                    index = frame * per_frame + np.arange(len(cut)) % per_frame  # the same whichever shard reads it
-                    parts.append(_rows(rec.source, rec.key, index, shard, writer.n + np.arange(len(cut)), h, w, "ok",
-                                       "", frame, where[:, 1], where[:, 2], label, json.dumps(rec.header, default=str)))
-                    writer.append(frames=cut, **stats, label=label)
+                mine = np.flatnonzero((where[:, 0] >= first) & (where[:, 0] < first + n))
+                if len(mine):
+                    frame = rec.start + where[mine, 0] - first
+                    index = frame * per_frame + np.arange(len(mine)) % per_frame  # the same whichever shard reads it
+                    parts.append(_rows(rec.source, rec.key, index, shard, writer.n + mine, h, w, "ok", "", frame,
+                                       where[mine, 1], where[mine, 2], labels[mine], json.dumps(rec.header, default=str)))
+                first += n
+            if len(cut):
+                writer.append(frames=cut, **stats, label=labels)
         writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
     log.info("shard %d: %d tiles from %d units", shard, writer.n, len(units))
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=MANIFEST_COLUMNS)
+    return _frame(parts)
 
 
 def printable(path: str) -> str:
@@ -91,11 +128,21 @@ def printable(path: str) -> str:
 
 
 def _rows(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
-          header="{}") -> pd.DataFrame:
-    """Manifest rows of one block: scalars are shared, arrays give one row per element (one row if none)."""
+          header="{}") -> dict[str, np.ndarray]:
+    """Manifest columns of one block: arrays give one row per element, scalars are repeated (one row if
+    nothing is an array). Plain arrays, not a DataFrame: building one per block costs more than the block."""
     cols = dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
                 status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header)
-    return pd.DataFrame(cols, index=None if any(np.ndim(v) for v in cols.values()) else [0])[MANIFEST_COLUMNS]
+    m = max([len(v) for v in cols.values() if np.ndim(v)], default=1)
+    return {c: np.asarray(v) if np.ndim(v) else np.full(m, v, dtype=object if isinstance(v, str) else None)
+            for c, v in cols.items()}
+
+
+def _frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
+    """One manifest DataFrame from the blocks' columns."""
+    if not parts:
+        return pd.DataFrame(columns=MANIFEST_COLUMNS)
+    return pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in MANIFEST_COLUMNS})
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:

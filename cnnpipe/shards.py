@@ -35,7 +35,7 @@ class ShardWriter:
         if self.n == self._written:
             return
         for name, parts in self._pending.items():
-            values = np.concatenate(parts)
+            values = parts[0] if len(parts) == 1 else np.concatenate(parts)
             if name not in self.f:
                 self.f.create_dataset(name, shape=(0, *values.shape[1:]), maxshape=(None, *values.shape[1:]),
                                       dtype=values.dtype, chunks=(min(self.chunk_rows, 64), *values.shape[1:]))
