@@ -17,16 +17,12 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.covariance import LedoitWolf
-from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors
 
 from .atomic import atomic_path
 from .config import Config
 from .corners import Reference
 from .lines import line_strength
 from .errors import UserError
-from .ingest import write_csv
 from .models.cnn import cnn_score
 from .models.vae import vae_terms
 from .pixel_outliers import STATS
@@ -116,6 +112,8 @@ def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
 # ---- gathered: latent density, ensemble, labels ----------------------------------------------------
 def knn_distance(z: np.ndarray, k: int) -> np.ndarray:
     """Mean distance to the k nearest other frames in latent space (isolated = anomalous)."""
+    from sklearn.neighbors import NearestNeighbors  # here, not at the top: the score verb never needs sklearn
+
     k = min(k, len(z) - 1)
     if k < 1:
         return np.zeros(len(z))
@@ -125,6 +123,8 @@ def knn_distance(z: np.ndarray, k: int) -> np.ndarray:
 
 def mahalanobis(z: np.ndarray) -> np.ndarray:
     """Mahalanobis distance of each latent to the (Ledoit-Wolf shrunk) latent distribution."""
+    from sklearn.covariance import LedoitWolf
+
     if len(z) < 3:
         return np.zeros(len(z))
     lw = LedoitWolf().fit(z)
@@ -171,6 +171,8 @@ def label_adjustment(z: np.ndarray, df: pd.DataFrame, labels: pd.DataFrame, n_ne
     for its ``n_neighbours`` nearest latent neighbours, fading with distance (Astronomaly-style active
     learning). The caller multiplies it by the score range, so a labelled frame lands below (above) every
     unlabelled one whatever the scores' scale, and its neighbours move by up to half the range."""
+    from sklearn.neighbors import NearestNeighbors
+
     adj = np.zeros(len(df))
     marks = [""] * len(df)
     if labels.empty:
@@ -235,6 +237,8 @@ def by_frame(ranked: pd.DataFrame) -> pd.DataFrame:
 # ---- report inputs -----------------------------------------------------------------------------------
 def latent_map(ranked: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
     """2-D PCA projection of the latents, for the report's latent-space map."""
+    from sklearn.decomposition import PCA
+
     xy = PCA(n_components=2).fit_transform(z) if len(z) >= 2 and z.shape[1] >= 2 else np.zeros((len(z), 2))
     out = ranked[[*ID, "score", "rank"]].copy()
     out["x"], out["y"] = xy[:, 0], xy[:, 1]
@@ -279,6 +283,8 @@ def read_scores(paths: list[str | Path]) -> list[pd.DataFrame]:
 
 def write_rank_outputs(ranked: pd.DataFrame, z: np.ndarray, anomalies: str | Path, frames: str | Path,
                        latents: str | Path) -> None:
+    from .ingest import write_csv  # here: the score verb does not pay for the readers' imports (astropy)
+
     write_csv(ranked.drop(columns=["frame", "y0", "x0", "shard", "row"]), anomalies)
     write_csv(by_frame(ranked), frames)
     write_csv(latent_map(ranked, z), latents)
