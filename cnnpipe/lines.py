@@ -8,6 +8,7 @@ VAE sees a trail only as a few percent of badly reconstructed pixels, diluted am
 from __future__ import annotations
 
 import math
+import warnings
 from functools import lru_cache
 
 import numpy as np
@@ -46,17 +47,32 @@ def radon_matrix(size: int, n_angles: int) -> np.ndarray:
     return np.concatenate(rows).astype(np.float32)
 
 
+@lru_cache(maxsize=4)
+def _sparse_radon(size: int, n_angles: int) -> torch.Tensor:
+    """:func:`radon_matrix` in compressed sparse rows: ~5% of its entries are non-zero (each line sum touches
+    about 4 pixels per step), so on a CPU the sparse product is ~3.5x faster than the dense one."""
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": the product used here is long stable
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.from_numpy(radon_matrix(size, n_angles)).to_sparse_csr()
+
+
 def radon(images: torch.Tensor, n_angles: int) -> torch.Tensor:
     """Radon transform of a (N, S, S) batch: (N, n_angles, D) line sums (see :func:`radon_matrix`)."""
     n, h, w = images.shape
     if h != w:
         raise ValueError(f"radon needs square frames, got {h}x{w}")
+    flat = images.reshape(n, -1)
+    if images.device.type == "cpu" and images.dtype == torch.float32:
+        return (_sparse_radon(h, n_angles) @ flat.T.contiguous()).T.reshape(n, n_angles, -1)
     m = torch.from_numpy(radon_matrix(h, n_angles)).to(images.device, images.dtype)
-    return (images.reshape(n, -1) @ m.T).view(n, n_angles, -1)
+    return (flat @ m.T).view(n, n_angles, -1)
 
 
 def line_strength(images: torch.Tensor, n_angles: int = 64) -> torch.Tensor:
     """Per frame the largest line sum of the (N, S, S) batch after subtracting its median (NaN pixels count
     as the median, i.e. 0)."""
-    median = torch.nanmedian(images.flatten(1), dim=1).values.nan_to_num(0.0)[:, None, None]
-    return radon((images - median).nan_to_num(0.0), n_angles).flatten(1).max(dim=1).values
+    flat = images.flatten(1)
+    masked = bool(torch.isnan(flat).any())
+    median = (torch.nanmedian(flat, dim=1) if masked else torch.median(flat, dim=1)).values.nan_to_num(0.0)
+    centred = images - median[:, None, None]
+    return radon(centred.nan_to_num(0.0) if masked else centred, n_angles).flatten(1).max(dim=1).values

@@ -8,13 +8,17 @@ from cnnpipe.lines import line_strength, radon
 
 
 @pytest.mark.parametrize("size", [32, 17])
-def test_radon_equals_scikit_image(size):
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])  # float32 on a CPU: the sparse product
+def test_radon_equals_scikit_image(size, dtype):
     from skimage.transform import radon as sk_radon
 
     img = np.random.default_rng(size).random((size, size))
     img[5, 2:-2] += 2.0
     ref = sk_radon(img, np.arange(64) * 180.0 / 64, circle=False)          # (D, angles)
-    np.testing.assert_allclose(radon(torch.from_numpy(img[None]), 64)[0].numpy(), ref.T, atol=1e-5)
+    batch = torch.from_numpy(np.stack([img, img[::-1].copy()])).to(dtype)
+    got = radon(batch, 64).numpy()
+    np.testing.assert_allclose(got[0], ref.T, atol=1e-5 if dtype == torch.float64 else 1e-4)
+    np.testing.assert_allclose(got[1], sk_radon(img[::-1], np.arange(64) * 180.0 / 64, circle=False).T, atol=1e-4)
 
 
 def test_a_line_sums_to_its_length():
