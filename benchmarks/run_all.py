@@ -28,6 +28,7 @@ SCRIPTS = {
     "dag": ("Snakemake DAG for many input files", []),
     "e2e": ("End to end: snakemake --cores 2 on the demo", []),
     "scale": ("Scale: peak RSS and time at 1x, 4x, 10x the demo", []),
+    "night": ("A night of survey frames: 8 x 4096^2 FITS, and 4x that, end to end", ["--scale", "4"]),
     "quality": ("Detection quality vs baselines (ground truth)", []),
 }
 

@@ -207,7 +207,7 @@ def read_labels(path: str | Path | None) -> pd.DataFrame:
 
 def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """All shards' scores -> the ranked table (output contract) and the latents in the same order."""
-    df = pd.concat(parts, ignore_index=True)
+    df = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)  # an empty shard's columns are untyped
     zcols = [c for c in df.columns if c.startswith("z") and c[1:].isdigit()]
     z = df[zcols].to_numpy(np.float64)
     df["latent_knn"] = knn_distance(z, cfg.score.k)
