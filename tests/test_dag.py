@@ -41,3 +41,28 @@ def test_ingest_reruns_when_an_input_is_changed_or_added(tmp_path):
     shutil.copy(tmp_path / "in" / name, tmp_path / "in" / f"copy-{name}")
     out = planned(tmp_path, cfg)
     assert re.search(r"^ingest\s+2$", out, re.M), out[-2000:]  # both shards: files are dealt in order
+
+
+def test_plain_snakemake_from_the_repository_applies_the_default_profile(tmp_path):
+    """`snakemake` run from the repository root (no --profile, no --snakefile) finds the root Snakefile and,
+    through ./profiles, workflow/profiles/default: its printshellcmds shows every job's command in a dry run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from workflow_run import REPO, TINY
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(TINY))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n", TARGET],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "Using workflow specific profile profiles/default" in out, out[-3000:]
+    assert "cnnpipe ingest --settings" in out  # printshellcmds: true, from the profile
+    plain = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n", TARGET,
+                            "--workflow-profile", "none"], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert plain.returncode == 0 and "cnnpipe ingest --settings" not in plain.stdout + plain.stderr

@@ -135,7 +135,6 @@ def test_cnn_shapes_from_lenet_to_alexnet_depth():
     lenet = CNN(2, 32, [6, 16], hidden=84, n_classes=10)
     x = torch.randn(3, 2, 32, 32)
     assert lenet(x).shape == (3, 10) and lenet.features(x).shape == (3, 84)
-    assert (lenet.features(x) >= 0).all()  # after ReLU
     alex = CNN(2, 32, [8, 16, 24, 24, 16, 16], hidden=32, n_classes=8)  # more blocks than halvings
     assert alex(x).shape == (3, 8)
     assert sum(isinstance(m, nn.MaxPool2d) for m in alex.blocks) == 5

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import in_ci
 from PIL import Image
 
 from cnnpipe import report
@@ -257,7 +258,7 @@ def _browser():
         sync_playwright = None
     if sync_playwright is None or not os.path.exists(CHROMIUM):
         msg = f"playwright or {CHROMIUM} missing (apt-get install chromium; pip install playwright)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail(msg)
         pytest.skip(msg)
     return sync_playwright

@@ -1,7 +1,7 @@
 """The whole workflow through a real SLURM (tests/slurm/up.sh) gives the same outputs as a local run.
 
 Needs root and Debian's slurmctld/slurmd/slurm-client/munge. Without them the test is skipped locally
-(reason printed) but fails under CI=true, where .ci/run has installed them. Two copies of the workflow run
+(reason printed) but fails in CI (tests/conftest.py: in_ci), where .ci/run has installed them. Two copies of the workflow run
 on the same tiny demo config, one through workflow/profiles/slurm, one with `--cores 2`; then
 - every job of the SLURM run has a SLURM job id in Snakemake's log, a SLURM log file, and SLURM itself
   reports it COMPLETED (jobs of rules that ask for a GPU were given one);
@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import in_ci
 import yaml
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
@@ -66,7 +67,7 @@ def cluster():
     """A running single-node cluster; stopped afterwards only if this test started it."""
     reason = _why_unavailable()
     if reason:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"SLURM test must run in CI but cannot: {reason}")
         print(f"SKIP test_slurm: {reason}")
         pytest.skip(reason)
