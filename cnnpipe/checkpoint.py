@@ -111,4 +111,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     return model.to(device).eval(), meta
 
 
-__all__ = ["save", "load", "load_model", "check_model_config", "expected_config", "digest", "CheckpointError", "ARCH_KEYS"]
+def load_vae(path: str | Path, device: torch.device | str = "cpu",
+             expected: dict | None = None) -> tuple[nn.Module, dict]:
+    """:func:`load_model` for the steps that need the VAE (denoise, generate): another model is refused."""
+    model, meta = load_model(path, device, expected)
+    if meta["kind"] != "vae":
+        raise CheckpointError(f"{path} is a {meta['kind']} model; this step needs the VAE (vae.pt)")
+    return model, meta
+
+
+__all__ = ["save", "load", "load_model", "load_vae", "check_model_config", "expected_config", "digest", "CheckpointError", "ARCH_KEYS"]

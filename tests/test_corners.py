@@ -10,7 +10,7 @@ from cnnpipe.corners import (Reference, gaussian_blur, read_reference, reference
                              symmetry_average, write_reference)
 from cnnpipe.errors import UserError
 from cnnpipe.demo import _draw, helix, track_event
-from cnnpipe.ingest import write_csv
+from cnnpipe.tables import write_csv
 
 ALL = dict(hflip=True, vflip=True, rot90=True)
 
@@ -112,7 +112,9 @@ def _shard(tmp_path, frames: np.ndarray, sources: list[str], keys: list[str]):
     with h5py.File(path, "w") as f:
         f["frames"] = frames.astype(np.float32)
     man = pd.DataFrame({"source": sources, "key": keys, "index": range(len(frames)), "shard": 0,
-                        "row": range(len(frames)), "status": "ok"})
+                        "row": range(len(frames)), "status": "ok",
+                        "population": [f"{s}:{k}" if k.startswith("/") else s.rsplit("/", 1)[0]  # as the readers say
+                                       for s, k in zip(sources, keys)]})
     write_csv(man, tmp_path / "manifest.csv")
     return path, man
 

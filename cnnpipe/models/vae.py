@@ -16,6 +16,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..augment import random_augment
+from ..config import Config
+
 
 class ConvVAE(nn.Module):
     def __init__(self, in_channels: int, size: int, channels: list[int], latent_dim: int):
@@ -118,3 +121,41 @@ def vae_loss(x: torch.Tensor, recon: torch.Tensor, valid: torch.Tensor, mu: torc
     terms = vae_terms(x, recon, valid, mu, logvar)
     loss = (sse + beta * terms["kl"]).mean()
     return loss, {k: v.mean() for k, v in terms.items()}
+
+
+class VAEObjective:
+    """What training the VAE means: reconstruct the (augmented) frames; the KL weight is warmed up.
+
+    ``train_loss`` gives the loss of a training batch and its terms, ``val_batch`` the summed metrics of a
+    validation batch (with the full beta), its sample count and no (true, predicted) pairs.
+    """
+    mode = "vae"
+    terms = ["recon", "recon_sobel", "kl"]
+    transforms: list = []
+    n_classes = 0
+
+    def __init__(self, cfg: Config):
+        self.augment, self.beta, self.warmup = cfg.augment, cfg.train.vae.beta, cfg.train.vae.kl_warmup_epochs
+        a = cfg.augment
+        self.augments = a.hflip or a.vflip or a.rot90 or a.translate > 0
+        self.kl_scale = 1.0  # training KL weight = beta * kl_scale (set per step during the KL warm-up)
+
+    def set_progress(self, epochs_done: float) -> None:
+        """KL warm-up: the training KL weight rises linearly to beta over ``kl_warmup_epochs``."""
+        self.kl_scale = min(1.0, epochs_done / self.warmup) if self.warmup > 0 else 1.0
+
+    def train_loss(self, model: nn.Module, b: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        x, valid = b["x"], b["valid"]
+        if self.augments:  # the valid map moves with the frame
+            xv = random_augment(torch.cat([x, valid[:, None]], 1), self.augment, gen)
+            x, valid = xv[:, :-1], xv[:, -1]
+        recon, mu, logvar = model(x)
+        return vae_loss(x, recon, valid, mu, logvar, self.beta * self.kl_scale)
+
+    @torch.no_grad()
+    def val_batch(self, model: nn.Module, b: dict) -> tuple[dict[str, float], int, None]:
+        x, valid = b["x"], b["valid"]
+        recon, mu, logvar = model(x)
+        loss, terms = vae_loss(x, recon, valid, mu, logvar, self.beta)
+        n = x.shape[0]
+        return {"loss": loss.item() * n, **{k: v.item() * n for k, v in terms.items()}}, n, None

@@ -7,7 +7,8 @@ rule report:
         manifest=rules.manifest.output.manifest,
         cnn_metrics=rules.train_cnn.output.metrics,
         vae_metrics=rules.train_vae.output.metrics,
-        generated=rules.generate.output,
+        samples=rules.generate.output.samples,
+        interpolation=rules.generate.output.interpolation,
     output:
         html=report(
             "results/report/index.html",
@@ -31,11 +32,13 @@ rule report:
     params:
         # the page shows the whole validated config, so any config change re-renders it
         settings=settings(*config),
-        results=lambda wildcards, input: os.path.dirname(input.anomalies),
+        benchmarks="results/benchmarks",  # every rule's benchmark file: the page's run time per step
     threads: 1
     resources:
         mem_mb=2000,
         runtime=15,
     shell:
-        "cnnpipe report --settings {params.settings:q} --results {params.results} "
-        "--out {output.html} 2> {log}"
+        "cnnpipe report --settings {params.settings:q} --anomalies {input.anomalies} --by-frame {input.by_frame} "
+        "--gallery {input.gallery} --latent-map {input.latent_map} --manifest {input.manifest} "
+        "--cnn-metrics {input.cnn_metrics} --vae-metrics {input.vae_metrics} --samples {input.samples} "
+        "--interpolation {input.interpolation} --benchmarks {params.benchmarks} --out {output.html} 2> {log}"

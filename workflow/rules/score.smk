@@ -54,6 +54,7 @@ rule rank:
         scores=expand(rules.score.output.scores, shard=SHARDS),
         vae=rules.train_vae.output.model,
         reference=rules.corner_reference.output.reference,
+        frames=expand(rules.ingest.output.shard, shard=SHARDS),
         features=expand(rules.preprocess.output.features, shard=SHARDS),
         labels=[LABELS] if os.path.exists(LABELS) else [],
     output:
@@ -74,5 +75,6 @@ rule rank:
         runtime=30,
     shell:
         "cnnpipe rank --settings {params.settings:q} --threads {threads} {input.scores} {params.labels} "
-        "--vae {input.vae} --reference {input.reference} --results results --anomalies {output.anomalies} --by-frame {output.by_frame} "
+        "--vae {input.vae} --reference {input.reference} --frames {input.frames} --features {input.features} "
+        "--anomalies {output.anomalies} --by-frame {output.by_frame} "
         "--latent-map {output.latent_map} --gallery {output.gallery} 2> {log}"
