@@ -44,8 +44,9 @@ def test_ingest_reruns_when_an_input_is_changed_or_added(tmp_path):
 
 
 def test_plain_snakemake_from_the_repository_applies_the_default_profile(tmp_path):
-    """`snakemake` run from the repository root (no --profile, no --snakefile) finds the root Snakefile and,
-    through ./profiles, workflow/profiles/default: its printshellcmds shows every job's command in a dry run."""
+    """`snakemake` run from the repository root (no --profile, no --snakefile, no target) finds the root
+    Snakefile, plans the whole workflow (its default target: the report) and, through ./profiles, applies
+    workflow/profiles/default: its printshellcmds shows every job's command in a dry run."""
     import subprocess
     import sys
     from pathlib import Path
@@ -56,12 +57,12 @@ def test_plain_snakemake_from_the_repository_applies_the_default_profile(tmp_pat
     (tmp_path / "config").mkdir()
     (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(TINY))
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n", TARGET],
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n"],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
     assert "Using workflow specific profile profiles/default" in out, out[-3000:]
-    assert "cnnpipe ingest --settings" in out  # printshellcmds: true, from the profile
+    assert "cnnpipe ingest --settings" in out and "cnnpipe report --settings" in out  # printshellcmds: true
     plain = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n", TARGET,
                             "--workflow-profile", "none"], cwd=REPO, env=env, capture_output=True, text=True,
                            timeout=300)
