@@ -37,6 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's)")
         return p
 
+    _data_verbs(verb)
+    _ranking_verbs(verb)
+    _model_verbs(verb)
+    return parser
+
+
+def _data_verbs(verb) -> None:
+    """Verbs that make and prepare the data: demo-data, config-docs, ingest, manifest, preprocess, reference."""
     p = verb("demo-data", cmd_demo_data, "write the embedded demo data set (sky FITS, tracks HDF5, truth.csv)",
              "cnnpipe demo-data --config config/config.yaml --out out/demo")
     p.add_argument("--out", required=True, help="output folder")
@@ -70,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--manifest", required=True, help="merged manifest CSV")
     p.add_argument("--out", required=True, help="reference HDF5 to write")
 
+
+def _ranking_verbs(verb) -> None:
+    """Verbs that score, rank and report."""
     p = verb("score", cmd_score, "model components (VAE reconstruction, KL, latent, corner, CNN) of one shard",
              "cnnpipe score --config config/config.yaml --shard 0 --features out/features/shard-0.h5 "
              "--frames out/frames/shard-0.h5 --reference out/models/corner_reference.h5 "
@@ -121,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{name}", help=f"{what} (optional: the page says when it is missing)")
     p.add_argument("--out", required=True, help="HTML page to write")
 
+
+def _model_verbs(verb) -> None:
+    """Verbs that train and use the models."""
     for kind, func, what in (("cnn", cmd_train_cnn, "the CNN (supervised when labels exist, else "
                               "self-supervised transform prediction)"),
                              ("vae", cmd_train_vae, "the convolutional VAE")):
@@ -160,7 +174,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=8, help="interpolation steps (default 8)")
     p.add_argument("--between", nargs=2, metavar="SOURCE:KEY:INDEX",
                    help="the two frames to interpolate (default: first and last ingested frames)")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
