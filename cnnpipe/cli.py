@@ -92,7 +92,7 @@ def _ranking_verbs(verb) -> None:
     p.add_argument("--reference", required=True, help="corner reference from 'reference'")
     p.add_argument("--manifest", required=True, help="merged manifest CSV")
     p.add_argument("--vae", required=True, help="VAE checkpoint")
-    p.add_argument("--cnn", required=True, help="CNN checkpoint")
+    p.add_argument("--cnn", help="CNN checkpoint (needed only when score.weights turns the cnn component on)")
     p.add_argument("--out", required=True, help="scores parquet to write")
 
     p = verb("rank", cmd_rank, "gather shard scores: latent kNN/Mahalanobis, ensemble, labels, ranked CSVs",

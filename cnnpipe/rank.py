@@ -108,7 +108,7 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     zcols = [c for c in df.columns if c.startswith("z") and c[1:].isdigit()]
     z = df[zcols].to_numpy(np.float64)
     space = LatentSpace(z, cfg.score.k)
-    for c in components.gathered():
+    for c in components.gathered(cfg.score.weights):
         df[c.name] = c.compute()(space)
     df["score"] = ensemble(df, cfg.score.weights, cfg.score.ensemble, cfg.score.power)
     adj, marks = label_adjustment(z, df, labels, cfg.score.label_neighbours)

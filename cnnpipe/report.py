@@ -222,7 +222,7 @@ def _paths(inputs: ReportInputs) -> dict:
     """How the page names the optional files it found missing."""
     name = lambda p, what: str(p) if p is not None else f"no {what} given"  # noqa: E731
     return {"gallery": name(inputs.gallery, "gallery"), "latent_map": name(inputs.latent_map, "latent map"),
-            "metrics": {m: name(inputs.metrics.get(m), f"{m} metrics") for m in ("cnn", "vae")},
+            "metrics": {m: str(p) for m, p in inputs.metrics.items()},
             "samples": name(inputs.generated.get("samples"), "samples"),
             "interpolation": name(inputs.generated.get("interpolation"), "interpolation"),
             "benchmarks": name(inputs.benchmarks, "benchmarks folder")}
@@ -238,7 +238,7 @@ def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
     manifest = read_table(inputs.manifest)
     by_frame = _read_optional(inputs.by_frame)
     latent = _read_optional(inputs.latent_map)
-    metrics = {m: _read_optional(inputs.metrics.get(m)) for m in ("cnn", "vae")}
+    metrics = {m: _read_optional(p) for m, p in sorted(inputs.metrics.items())}  # a model not trained: absent
     comps = component_columns(anomalies)
     gallery = _gallery(read_gallery(inputs.gallery), anomalies, manifest, comps, top_k, cfg.ingest.tile_size)
     total, steps = run_time(inputs.benchmarks)

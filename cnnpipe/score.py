@@ -49,20 +49,25 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
 
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
                 cnn_meta: dict, reference: str | Path, device: torch.device, top_fraction: float = 0.03,
-                line_angles: int = 64, batch: int = 256) -> pd.DataFrame:
+                line_angles: int = 64, batch: int = 256,
+                comps: list[components.Component] | None = None) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
-    latent columns z0..zD. ``reference``: the corner reference maps of every population."""
-    comps = components.per_shard()
+    latent columns z0..zD. ``reference``: the corner reference maps of every population; ``comps``: the
+    components to compute (default: every per-shard one); the frames, the reference and the CNN are only
+    read when one of them needs it (``cnn`` may then be None)."""
+    comps = components.per_shard() if comps is None else comps
+    needs = {n for c in comps for n in c.needs}
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
-    ref = Reference(reference, device)
-    codes = ref.codes(population(rows))
+    ref = Reference(reference, device) if "reference" in needs else None
+    codes = ref.codes(population(rows)) if ref is not None else None
+    frames = iter_batches(frames_path, ["frames"], batch) if "frames" in needs else None
     parts, start = [], 0
-    for b, fr in zip(iter_batches(features_path, ["features", "valid", *STATS], batch),
-                     iter_batches(frames_path, ["frames"], batch)):
+    for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
-        sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta,
-                        frames=torch.from_numpy(fr["frames"]).to(device), reference=ref,
-                        codes=codes[start:start + len(x)], top_fraction=top_fraction, line_angles=line_angles)
+        fr = torch.from_numpy(next(frames)["frames"]).to(device) if frames is not None else None
+        sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
+                        reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
+                        top_fraction=top_fraction, line_angles=line_angles)
         parts.append(batch_components(sb, comps))
         start += len(x)
     if not parts:

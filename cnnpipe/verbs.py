@@ -5,6 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
+from . import components
 from .config import Config, load
 from .errors import UserError
 
@@ -91,10 +92,15 @@ def cmd_score(args) -> None:
 
     cfg = _cfg(args)
     device = select(cfg.device, args.threads)
+    comps = components.per_shard(cfg.score.weights)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
-    cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
+    cnn, cnn_meta = None, {}
+    if "cnn" in components.models_needed(cfg.score.weights):
+        if not args.cnn:
+            raise UserError("score.weights turns the cnn component on: give the CNN checkpoint with --cnn")
+        cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
     df = score_shard(args.features, args.frames, read_manifest(args.manifest), args.shard, vae, cnn, cnn_meta,
-                     args.reference, device, cfg.score.top_fraction, cfg.score.line_angles)
+                     args.reference, device, cfg.score.top_fraction, cfg.score.line_angles, comps=comps)
     write_parquet(df, args.out)
     log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
 

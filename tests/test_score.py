@@ -114,3 +114,27 @@ def test_boring_label_sinks_the_top_frame_whatever_the_score_scale():
     labels = pd.DataFrame({"source": ["f.fits"], "key": ["0"], "index": [0], "label": ["boring"]})
     ranked, _ = rank_scores(cfg, [part], labels)
     assert ranked["index"].iloc[-1] == 0 and ranked.label.iloc[-1] == "boring"
+
+
+def test_zero_weight_components_are_not_computed():
+    from cnnpipe import components
+
+    w = config.parse({}).score.weights
+    assert w["cnn"] == 0 and w["kl"] == 0
+    names = [c.name for c in components.active(w)]
+    assert "cnn" not in names and "kl" not in names and "recon" in names
+    assert components.models_needed(w) == {"vae"}
+    assert components.models_needed({**w, "cnn": 0.5}) == {"vae", "cnn"}
+    assert [c.name for c in components.gathered({"latent_knn": 1.0})] == ["latent_knn"]
+    cfg = config.parse({"score": {"weights": {"recon": 1.0}, "k": 2}})
+    n = 8
+    part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "",
+                         "recon": np.arange(n, dtype=float), "z0": np.arange(n, dtype=float)})
+    ranked, _ = rank_scores(cfg, [part], read_labels(None))
+    assert "latent_knn" not in ranked and "mahalanobis" not in ranked   # gathered ones at weight 0: no column
+    assert ranked["index"].iloc[0] == n - 1
+    off = config.parse({"score": {"weights": {}}})                        # every component off: one score, 0
+    ranked, _ = rank_scores(off, [part.drop(columns="recon")], read_labels(None))
+    assert (ranked.score == 0).all() and len(ranked) == n
+

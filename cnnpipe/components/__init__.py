@@ -84,9 +84,23 @@ def description(name: str) -> str:
     return next((c.description for c in REGISTRY if c.name == name), "component score")
 
 
-def per_shard() -> list[Component]:
-    return [c for c in REGISTRY if not c.gathered]
+def per_shard(weights: dict[str, float] | None = None) -> list[Component]:
+    """The components computed per shard: all of them, or those ``weights`` (score.weights) turns on."""
+    return [c for c in active(weights) if not c.gathered]
 
 
-def gathered() -> list[Component]:
-    return [c for c in REGISTRY if c.gathered]
+def gathered(weights: dict[str, float] | None = None) -> list[Component]:
+    """The components computed when the shards are gathered: all of them, or those ``weights`` turns on."""
+    return [c for c in active(weights) if c.gathered]
+
+
+def active(weights: dict[str, float] | None = None) -> list[Component]:
+    """The components that are computed: those with a weight above 0 (all of them when ``weights`` is None).
+    A component at weight 0 could not change the score, so it is not computed and has no column."""
+    return list(REGISTRY) if weights is None else [c for c in REGISTRY if weights.get(c.name, 0) > 0]
+
+
+def models_needed(weights: dict[str, float]) -> set[str]:
+    """The models a run trains: the VAE always (its latents place every frame: latent map, labels, gallery),
+    the CNN only when an active component is computed from it."""
+    return {"vae"} | {n for c in active(weights) for n in c.needs if n in MODEL_NEEDS}

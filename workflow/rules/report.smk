@@ -5,7 +5,7 @@ rule report:
         gallery=rules.rank.output.gallery,
         latent_map=rules.rank.output.latent_map,
         manifest=rules.manifest.output.manifest,
-        cnn_metrics=rules.train_cnn.output.metrics,
+        cnn_metrics=rules.train_cnn.output.metrics if TRAIN_CNN else [],
         vae_metrics=rules.train_vae.output.metrics,
         samples=rules.generate.output.samples,
         interpolation=rules.generate.output.interpolation,
@@ -33,6 +33,7 @@ rule report:
         # the page shows the whole validated config, so any config change re-renders it
         settings=settings(*config),
         benchmarks="results/benchmarks",  # every rule's benchmark file: the page's run time per step
+        cnn_metrics=lambda wildcards, input: f"--cnn-metrics {input.cnn_metrics}" if TRAIN_CNN else "",
     threads: 1
     resources:
         mem_mb=2000,
@@ -40,5 +41,5 @@ rule report:
     shell:
         "cnnpipe report --settings {params.settings:q} --anomalies {input.anomalies} --by-frame {input.by_frame} "
         "--gallery {input.gallery} --latent-map {input.latent_map} --manifest {input.manifest} "
-        "--cnn-metrics {input.cnn_metrics} --vae-metrics {input.vae_metrics} --samples {input.samples} "
+        "{params.cnn_metrics} --vae-metrics {input.vae_metrics} --samples {input.samples} "
         "--interpolation {input.interpolation} --benchmarks {params.benchmarks} --out {output.html} 2> {log}"
