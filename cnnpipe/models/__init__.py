@@ -10,7 +10,9 @@ from .cnn import CNN
 from .vae import ConvVAE
 
 ARCH_KEYS = {"cnn": ("in_channels", "size", "channels", "hidden", "n_classes"),
-             "vae": ("in_channels", "size", "channels", "latent_dim")}
+             "vae": ("in_channels", "size", "channels", "latent_dim", "upsample")}
+# Keys added after checkpoints were first written, with the value every older checkpoint was trained with.
+LEGACY_DEFAULTS = {"cnn": {}, "vae": {"upsample": "transpose"}}
 
 
 def build(config: dict) -> nn.Module:
@@ -18,8 +20,9 @@ def build(config: dict) -> nn.Module:
     kind = config.get("kind")
     if kind not in ARCH_KEYS:
         raise ValueError(f"unknown model kind {kind!r}")
+    config = {**LEGACY_DEFAULTS[kind], **config}
     args = {k: config[k] for k in ARCH_KEYS[kind]}
     return CNN(**args) if kind == "cnn" else ConvVAE(**args)
 
 
-__all__ = ["CNN", "ConvVAE", "build", "ARCH_KEYS"]
+__all__ = ["CNN", "ConvVAE", "build", "ARCH_KEYS", "LEGACY_DEFAULTS"]
