@@ -8,7 +8,7 @@
 #   cpu: the node advertises no generic resources at all (GresTypes unset), like most clusters' default
 #        partition: a job that asks for --gres=gpu:1 is refused ("Invalid generic resource (gres) specification").
 #   gpu: the node advertises $CNNPIPE_SLURM_GPUS (default 1) GPUs as gres "gpu", backed by empty device files:
-#        jobs asking for --gres=gpu:1 are scheduled and get a GPU index (CUDA_VISIBLE_DEVICES, SLURM_JOB_GPUS)
+#        jobs asking for --gres=gpu:1 are scheduled and allocated one (scontrol -d show job: JOB_GRES=gpu:1)
 #        exactly as on a GPU cluster; nothing is bound, so CUDA code falls back to the CPU.
 # Idempotent: if the node is already idle in the same mode, it returns at once; in the other mode the daemons
 # are restarted with the new config. Stop it with tests/slurm/down.sh. State, logs and pid files live in
@@ -89,6 +89,7 @@ SelectTypeParameters=CR_Core_Memory
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 ReturnToService=2
+# finished jobs stay visible to scontrol for the test's checks, even when a busy machine makes a run slow
 MinJobAge=3600
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
