@@ -30,6 +30,7 @@ SCRIPTS = {
     "e2e": ("End to end: snakemake --cores 2 on the demo", []),
     "scale": ("Scale: peak RSS and time at 1x, 4x, 10x the demo", []),
     "quality": ("Detection quality vs baselines (ground truth)", []),
+    "checkerboard": ("Checkerboard in generated frames: transposed convolution vs resize-convolution", []),
 }
 
 

@@ -133,6 +133,7 @@ class VAE:
     latent_dim: int
     beta: float
     kl_warmup_epochs: float
+    upsample: str
 
 
 @dataclass(frozen=True)

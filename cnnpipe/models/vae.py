@@ -2,9 +2,16 @@
 
 encoder: stride-2 convolutions (4x4, padding 1: each halves the side) + ReLU -> flatten -> mean and
 log-variance of a ``latent_dim`` Gaussian; z = mu + exp(logvar / 2) * eps (reparameterisation);
-decoder: linear -> the mirrored transposed convolutions, which upsample back to exactly the input size
-(``output_size`` fixes odd sides). The output is linear: channels are intensity and Sobel maps, not
-probabilities.
+decoder: linear -> the mirrored upsampling layers, back to exactly the input size (odd sides included),
+chosen by ``upsample``:
+- ``"resize"`` (default): nearest-neighbour upsampling, then a 3x3 convolution (stride 1, replicate
+  padding). Every output pixel sees the same number of weights, at the borders too, so the decoder leaves
+  no checkerboard (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts");
+- ``"transpose"``: the lecture's transposed convolution (4x4, stride 2, padding 1). Its kernel is divisible
+  by the stride, so interior pixels get even overlap, but border pixels get half the taps and learned
+  kernels put power at the stride frequency: generated frames show a checkerboard
+  (``benchmarks/checkerboard.py`` measures it).
+The output is linear: channels are intensity and Sobel maps, not probabilities.
 
 Loss (``vae_loss``) = squared error summed over the unmasked pixels of every channel (a Gaussian
 log-likelihood up to a constant) + beta * KL(q(z|x) || N(0, I)). Pixels with ``valid`` < 0.5 (mostly
@@ -20,8 +27,32 @@ from ..augment import random_augment
 from ..config import Config
 
 
+UPSAMPLE = ("resize", "transpose")
+
+
+class ResizeConv(nn.Module):
+    """Upsampling by nearest-neighbour resize, then a 3x3 convolution with replicate padding (no zero rim)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="replicate")
+
+    def forward(self, x: torch.Tensor, output_size: list[int]) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=list(output_size), mode="nearest"))
+
+
+def upsampling_layer(kind: str, in_channels: int, out_channels: int) -> nn.Module:
+    """One decoder layer that doubles the side (``layer(x, output_size=[h, w])``); ``kind`` in UPSAMPLE."""
+    if kind == "resize":
+        return ResizeConv(in_channels, out_channels)
+    if kind == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
+    raise ValueError(f"unknown upsample {kind!r}; expected one of {UPSAMPLE}")
+
+
 class ConvVAE(nn.Module):
-    def __init__(self, in_channels: int, size: int, channels: list[int], latent_dim: int):
+    def __init__(self, in_channels: int, size: int, channels: list[int], latent_dim: int,
+                 upsample: str = "resize"):
         super().__init__()
         if size >> len(channels) < 1:
             raise ValueError(f"{len(channels)} stride-2 layers shrink a {size}-pixel input below 1 pixel; "
@@ -35,7 +66,7 @@ class ConvVAE(nn.Module):
         self.mu = nn.Linear(flat, latent_dim)
         self.logvar = nn.Linear(flat, latent_dim)
         self.expand = nn.Linear(latent_dim, flat)
-        self.dec = nn.ModuleList(nn.ConvTranspose2d(b, a, 4, stride=2, padding=1)
+        self.dec = nn.ModuleList(upsampling_layer(upsample, b, a)
                                  for a, b in reversed(list(zip(widths, widths[1:]))))
         self.last_channels = channels[-1]
         # mean squared residual of each pixel over the training frames (set after training): scoring divides
