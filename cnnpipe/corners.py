@@ -21,6 +21,8 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path
+from .augment import apply, dihedral
+from .config import Augment
 from .errors import UserError
 from .filters import fill_masked, sobel
 from .population import population
@@ -48,8 +50,8 @@ def gaussian_blur(image: torch.Tensor, sigma: float, truncate: float = 4.0) -> t
     """Gaussian filter of a (N, H, W) batch, edges replicated: ``scipy.ndimage.gaussian_filter(mode="nearest")``.
 
     Separable, each pass one matrix product with :func:`blur_matrix` (``M_y @ X @ M_x^T``): a BLAS call
-    does the (2r + 1)-tap sums of a whole batch, ~10x faster on a CPU than shifted sums, which stream every
-    map through memory once per tap.
+    does the (2r + 1)-tap sums of a whole batch instead of shifted sums that stream every map
+    through memory once per tap.
     """
     n, h, w = image.shape
     my = torch.from_numpy(blur_matrix(h, sigma, truncate)).to(image.device, image.dtype)
@@ -72,23 +74,15 @@ def shi_tomasi(frames: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def symmetry_average(image: np.ndarray, hflip: bool, vflip: bool, rot90: bool) -> np.ndarray:
-    """Mean of a square (H, W) map over the group its allowed symmetries generate (identity alone: itself).
+    """Mean of a square (H, W) map over the orientation changes the data allows: exactly the set
+    :func:`cnnpipe.augment.dihedral` gives the CNN and the VAE (identity alone: the map itself).
 
     The reference of a few hundred frames is noisy; where the data has no preferred orientation, averaging
     over the 8 rotations and mirror images is the same as having 8 times as many frames.
     """
-    ops = [f for f, on in ((np.fliplr, hflip), (np.flipud, vflip), (np.rot90, rot90)) if on]
-    index = np.arange(image.size).reshape(image.shape)
-    seen, todo = {index.tobytes(): index}, [index]
-    while todo:  # closure of the generators: every composition of the allowed operations, once
-        current = todo.pop()
-        for op in ops:
-            nxt = np.ascontiguousarray(op(current))
-            if nxt.tobytes() not in seen:
-                seen[nxt.tobytes()] = nxt
-                todo.append(nxt)
-    flat = image.ravel()
-    return np.mean([flat[p] for p in seen.values()], axis=0)
+    t = torch.from_numpy(np.asarray(image, dtype=np.float64))
+    views = [apply(t, d).numpy() for d in dihedral(Augment(hflip, vflip, rot90, translate=0))]
+    return np.mean(views, axis=0)
 
 
 def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma: float,

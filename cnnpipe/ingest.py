@@ -21,14 +21,15 @@ from .normalise import apply_scales, frame_scales
 from .pixel_outliers import STATS, outlier_peaks
 from .prefetch import prefetch
 from .progress import progress
-from .readers import Block, Problem, Record, plan_units, read_unit, resolve_inputs, shard_units
+from .readers import Block, Problem, plan_units, population, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
+from .tables import read_manifest, write_csv
 from .tiling import cut_tiles, tiles_per_frame
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width", "status", "reason",
-                    "frame", "y0", "x0", "label", "header"]
+                    "frame", "y0", "x0", "label", "header", "population"]
 
 
 def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -56,25 +57,56 @@ def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.n
 
 BATCH_PIXELS = 1 << 22  # small frames (FITS HDUs, HDF5 chunks) are ingested in batches of up to this many pixels
 
+Batch = list[tuple[Block, str]]  # blocks of one frame shape, each with its population
 
-def _batches(records: Iterator[Record], max_frames: int) -> Iterator[Problem | list[Block]]:
+
+def _batches(records: Iterator[tuple[Block | Problem, str]], max_frames: int) -> Iterator[Problem | Batch]:
     """Consecutive blocks of one frame shape gathered into batches of up to ``max_frames`` frames and
     ``BATCH_PIXELS`` pixels (a block larger than that is a batch alone), so that many small HDUs or files
     cost a few array operations, not a few per frame. Problems pass through in order."""
-    batch: list[Block] = []
+    batch: Batch = []
     frames = 0
-    for rec in records:
-        if batch and (isinstance(rec, Problem) or rec.images.shape[1:] != batch[0].images.shape[1:]
-                      or frames + len(rec.images) > max_frames or (frames + len(rec.images)) * rec.images[0].size > BATCH_PIXELS):
+    for rec, pop in records:
+        if batch and (isinstance(rec, Problem) or rec.images.shape[1:] != batch[0][0].images.shape[1:]
+                      or frames + len(rec.images) > max_frames
+                      or (frames + len(rec.images)) * rec.images[0].size > BATCH_PIXELS):
             yield batch
             batch, frames = [], 0
         if isinstance(rec, Problem):
             yield rec
         else:
-            batch.append(rec)
+            batch.append((rec, pop))
             frames += len(rec.images)
     if batch:
         yield batch
+
+
+def _records(cfg: Config, units: list, shard: int) -> Iterator[tuple[Block | Problem, str]]:
+    """Every block (or problem) of this shard's units, in order, with the block's population."""
+    ing = cfg.ingest
+    for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units"):
+        for rec in read_unit(unit, ing.chunk_frames, ing.hdf5_labels):
+            yield rec, ("" if isinstance(rec, Problem) else population(unit.kind, printable(rec.source), rec.key))
+
+
+def _batch_rows(batch: Batch, where: np.ndarray, usable: np.ndarray, labels: np.ndarray, shard: int, first_row: int,
+                per_frame: int) -> list[dict[str, np.ndarray]]:
+    """Manifest columns of a batch: a quarantine row per unusable frame, an ok row per tile."""
+    parts, first = [], 0  # first: this block's first frame in the batch
+    for rec, pop in batch:
+        n, (h, w) = len(rec.images), rec.images.shape[1:]
+        for j in np.flatnonzero(~usable[first:first + n]):
+            reason = f"frame {rec.start + j}: all pixels are NaN or inf"
+            parts.append(_rows(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
+            log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
+        mine = np.flatnonzero((where[:, 0] >= first) & (where[:, 0] < first + n))
+        if len(mine):
+            frame = rec.start + where[mine, 0] - first
+            index = frame * per_frame + np.arange(len(mine)) % per_frame  # the same whichever shard reads it
+            parts.append(_rows(rec.source, rec.key, index, shard, first_row + mine, h, w, "ok", "", frame,
+                               where[mine, 1], where[mine, 2], labels[mine], json.dumps(rec.header, default=str), pop))
+        first += n
+    return parts
 
 
 def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
@@ -85,8 +117,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
     units = shard_units(plan_units(resolve_inputs(cfg.inputs), ing.n_shards, ing.hdf5_dataset), shard, ing.n_shards)
     parts: list[dict[str, np.ndarray]] = []
     size = ing.tile_size
-    records = prefetch(rec for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units")
-                       for rec in read_unit(unit, ing.chunk_frames, ing.hdf5_labels))
+    records = prefetch(_records(cfg, units, shard))
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f, closing(records):
         writer = ShardWriter(f)
         f.attrs["normalise"] = ing.normalise.method
@@ -96,25 +127,12 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                 parts.append(_rows(batch.source, batch.key, batch.frame, shard, -1, 0, 0, "quarantined", batch.reason))
                 log.warning("quarantined %s [%s]: %s", printable(batch.source), batch.key or "-", batch.reason)
                 continue
-            h, w = batch[0].images.shape[1:]
-            images = batch[0].images if len(batch) == 1 else np.concatenate([b.images for b in batch])
+            blocks = [rec for rec, _ in batch]
+            images = blocks[0].images if len(blocks) == 1 else np.concatenate([b.images for b in blocks])
             cut, stats, where, usable = prepare(images, cfg)
-            labels = np.concatenate([b.labels for b in batch]).astype(np.int64)[where[:, 0]]
-            per_frame = tiles_per_frame(h, w, size, ing.tile_overlap)
-            first = 0  # first frame of this block in the batch
-            for rec in batch:
-                n = len(rec.images)
-                for j in np.flatnonzero(~usable[first:first + n]):
-                    reason = f"frame {rec.start + j}: all pixels are NaN or inf"
-                    parts.append(_rows(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
-                    log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
-                mine = np.flatnonzero((where[:, 0] >= first) & (where[:, 0] < first + n))
-                if len(mine):
-                    frame = rec.start + where[mine, 0] - first
-                    index = frame * per_frame + np.arange(len(mine)) % per_frame  # the same whichever shard reads it
-                    parts.append(_rows(rec.source, rec.key, index, shard, writer.n + mine, h, w, "ok", "", frame,
-                                       where[mine, 1], where[mine, 2], labels[mine], json.dumps(rec.header, default=str)))
-                first += n
+            labels = np.concatenate([b.labels for b in blocks]).astype(np.int64)[where[:, 0]]
+            per_frame = tiles_per_frame(*images.shape[1:], size, ing.tile_overlap)
+            parts += _batch_rows(batch, where, usable, labels, shard, writer.n, per_frame)
             if len(cut):
                 writer.append(frames=cut, **stats, label=labels)
         writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
@@ -128,11 +146,12 @@ def printable(path: str) -> str:
 
 
 def _rows(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
-          header="{}") -> dict[str, np.ndarray]:
+          header="{}", population="") -> dict[str, np.ndarray]:
     """Manifest columns of one block: arrays give one row per element, scalars are repeated (one row if
     nothing is an array). Plain arrays, not a DataFrame: building one per block costs more than the block."""
     cols = dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
-                status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header)
+                status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header,
+                population=population)
     m = max([len(v) for v in cols.values() if np.ndim(v)], default=1)
     return {c: np.asarray(v) if np.ndim(v) else np.full(m, v, dtype=object if isinstance(v, str) else None)
             for c, v in cols.items()}
@@ -145,19 +164,9 @@ def _frame(parts: list[dict[str, np.ndarray]]) -> pd.DataFrame:
     return pd.DataFrame({c: np.concatenate([p[c] for p in parts]) for c in MANIFEST_COLUMNS})
 
 
-def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically (temp name, then rename)."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"source": str, "key": str, "reason": str})
-
-
 def merge_manifests(parts: list[str | Path], out: str | Path) -> pd.DataFrame:
     """Concatenate the per-shard manifests; raise ValueError when no input gave a single usable frame."""
-    df = pd.concat([read_csv(p) for p in parts], ignore_index=True)
+    df = pd.concat([read_manifest(p) for p in parts], ignore_index=True)
     df["reason"] = df["reason"].fillna("")
     if not (df["status"] == "ok").any():
         bad = df.drop_duplicates("source")
