@@ -121,6 +121,7 @@ class Augment:
 @dataclass(frozen=True)
 class CNN:
     epochs: int
+    max_steps: int
     channels: list[int]
     hidden: int
     labels_csv: str | None
@@ -129,6 +130,7 @@ class CNN:
 @dataclass(frozen=True)
 class VAE:
     epochs: int
+    max_steps: int
     channels: list[int]
     latent_dim: int
     beta: float
@@ -141,6 +143,7 @@ class Train:
     batch_size: int
     val_fraction: float
     shuffle_buffer: int
+    val_rows: int
     lr: float
     weight_decay: float
     patience: int

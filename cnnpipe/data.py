@@ -119,6 +119,20 @@ def plan_data(features: list[str], manifest_path: str | Path, val_fraction: floa
     return DataPlan(train, valp, classes, shape)
 
 
+def sample_parts(parts: list[Part], n: int, rng: np.random.Generator) -> list[Part]:
+    """A uniform sample without replacement of ``n`` rows over all ``parts`` (every shard, every frame alike),
+    each part's rows kept in file order (the shuffle buffer mixes them); all rows when ``n`` is at least
+    their number. What bounds an epoch's cost by the training budget instead of the data size."""
+    sizes = np.array([len(p.rows) for p in parts], dtype=np.int64)
+    if n >= sizes.sum():
+        return parts
+    pick = np.sort(rng.choice(int(sizes.sum()), size=n, replace=False))
+    ends = np.cumsum(sizes)
+    cut = np.searchsorted(pick, ends)  # pick[cut[i - 1]:cut[i]] falls in part i
+    return [Part(p.path, p.rows[mine - (end - size)], p.targets[mine - (end - size)])
+            for p, size, end, mine in zip(parts, sizes, ends, np.split(pick, cut[:-1]))]
+
+
 class ShardStream(IterableDataset):
     """Batches ``{"x": (B,C,H,W), "valid": (B,H,W), "y": (B,)}`` streamed from HDF5 shards.
 
@@ -137,6 +151,14 @@ class ShardStream(IterableDataset):
 
     def set_seed(self, seed: int) -> None:
         self.seed = seed
+
+    def sample(self, n: int, seed: int) -> "ShardStream":
+        """This stream over a uniform sample of ``n`` of its rows (:func:`sample_parts`; all of them when
+        ``n`` >= :attr:`n_rows`), shuffled with ``seed``."""
+        out = ShardStream(sample_parts(self.parts, n, np.random.default_rng(seed)), self.batch, self.buffer,
+                          self.shuffle, self.chunk)
+        out.set_seed(seed)
+        return out
 
     @property
     def n_rows(self) -> int:

@@ -31,7 +31,7 @@ from .checkpoint import check_model_config, expected_config
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save as save_checkpoint
 from .config import Config
-from .data import DataPlan, Part, ShardStream, plan_data  # noqa: F401  (Part: part of the training API)
+from .data import DataPlan, Part, ShardStream, plan_data, sample_parts  # noqa: F401  (Part: training API)
 from .errors import UserError
 from .evaluate import confusion, evaluate
 from .models import build
@@ -185,8 +185,11 @@ def _setup(cfg: Config, kind: str, plan: DataPlan, task, device: torch.device, r
     np.random.seed(cfg.seed)
     model = build(mcfg).to(device)
     train_stream = ShardStream(plan.train, tc.batch_size, tc.shuffle_buffer, shuffle=True)
-    val_stream = ShardStream(plan.val, tc.batch_size, shuffle=False)
+    val_rows = sample_parts(plan.val, tc.val_rows, np.random.default_rng([cfg.seed, 3, rank]))  # fixed
+    val_stream = ShardStream(val_rows, tc.batch_size, shuffle=False)
     steps = _steps(train_stream, world, device)
+    if sub.max_steps:  # the budget: each epoch at most its share of max_steps, on a fresh sample of the rows
+        steps = min(steps, math.ceil(sub.max_steps / sub.epochs))
     if steps == 0:
         raise UserError(f"no training rows for the {kind} (all {val_stream.n_rows} went to validation or none "
                         "are labelled); lower train.val_fraction or add data")
@@ -238,10 +241,10 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
     for epoch in range(state["epoch"], sub.epochs):
         if state["stopped"]:
             break
-        run["train"].set_seed(int(run["order"].integers(2 ** 63)))
+        stream = run["train"].sample(run["steps"] * tc.batch_size, int(run["order"].integers(2 ** 63)))
         lr = run["opt"].param_groups[0]["lr"]
-        sums, seen, seconds, cpu_seconds = _epoch(net, task, run["train"], run["steps"], run, epoch, sub.epochs,
-                                                  tc.amp, main)
+        sums, seen, seconds, cpu_seconds = _epoch(net, task, stream, run["steps"], run, epoch, sub.epochs, tc.amp,
+                                                  main)
         keys = ["loss", *task.terms]
         tot = all_sum([sums.get(k, 0.0) for k in keys] + [seen, seconds], device)
         seen_all = tot[len(keys)]
@@ -249,6 +252,7 @@ def train(cfg: Config, kind: str, features: list[str], manifest: str | Path, out
         val = evaluate(net, task, run["val"], device, tc.amp)
         row.update({f"val_{k}": v for k, v in val.items() if k != "pairs"})
         row["lr"] = lr  # at the start of the epoch (the cosine schedule steps every batch)
+        row["train_rows"] = seen_all  # the budget's share of an epoch (all ranks), not the data size
         row["samples_per_s"] = seen_all / max(seconds, 1e-9)
         row["seconds"] = seconds
         row["cpu_seconds"] = cpu_seconds  # this process's CPU time: robust to other load on a shared machine
@@ -267,8 +271,8 @@ def _finish(cfg: Config, kind: str, run: dict, plan: DataPlan, task, state: dict
     model, device, tc = run["model"], run["device"], cfg.train
     model.load_state_dict(state["best_state"])
     if kind == "vae":
-        model.residual_scale.copy_(pixel_residual_scale(
-            model, ShardStream(plan.train, tc.batch_size, shuffle=False), device))
+        rows = sample_parts(plan.train, run["steps"] * tc.batch_size, np.random.default_rng([cfg.seed, 4]))
+        model.residual_scale.copy_(pixel_residual_scale(model, ShardStream(rows, tc.batch_size, shuffle=False), device))
     final = evaluate(model, task, run["val"], device, tc.amp)
     summary = {"kind": kind, "mode": task.mode, "epochs_run": state["epoch"], "best_epoch": state["best_epoch"],
                "stopped_early": state["stopped"], "n_train": run["train"].n_rows, "n_val": run["val"].n_rows,

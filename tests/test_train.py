@@ -328,3 +328,37 @@ def test_labels_csv_makes_the_cnn_supervised(tmp_path):
     assert s["n_train"] + s["n_val"] == 60 and s["val_accuracy"] >= 0.9
     _, meta = checkpoint.load_model(tmp_path / "cnn.pt", "cpu")
     assert meta["classes"] == ["bar", "plain"] and meta["mode"] == "supervised"
+
+
+def test_sample_parts_is_uniform_over_every_part_without_repeats():
+    from cnnpipe.data import sample_parts
+
+    parts = [Part("a", np.arange(0, 6000, 2), np.arange(3000)), Part("b", np.arange(1000) + 7, -np.arange(1000)),
+             Part("c", np.arange(10), np.zeros(10, np.int64))]
+    assert sample_parts(parts, 4010, np.random.default_rng(0)) is parts            # all rows: nothing drawn
+    counts = np.zeros(3)
+    for seed in range(50):
+        got = sample_parts(parts, 401, np.random.default_rng(seed))
+        assert sum(len(p.rows) for p in got) == 401 and [p.path for p in got] == ["a", "b", "c"]
+        for p, src in zip(got, parts):
+            assert np.all(np.diff(p.rows) > 0) and np.isin(p.rows, src.rows).all()   # sorted, no repeats
+            assert np.array_equal(p.targets, src.targets[np.searchsorted(src.rows, p.rows)])  # targets follow
+        counts += [len(p.rows) for p in got]
+    np.testing.assert_allclose(counts / 50, [300, 100, 1], rtol=0.05, atol=0.5)  # proportional to each part's size
+    a, b = sample_parts(parts, 50, np.random.default_rng(1)), sample_parts(parts, 50, np.random.default_rng(1))
+    assert all(np.array_equal(x.rows, y.rows) for x, y in zip(a, b))
+
+
+def test_the_step_budget_bounds_training_whatever_the_data_size(tmp_path):
+    """max_steps fixes the rows trained per epoch (and the validation sample is capped), so three times
+    the data costs the same; without a budget every epoch is a full pass."""
+    cfg = tiny_cfg(vae={"epochs": 2, "max_steps": 4}, val_rows=10)
+    seen = {}
+    for n in (96, 288):
+        feats, man = write_dataset(tmp_path / f"d{n}", blobs(n, seed=n), tiles_per_frame=3)
+        summary = train(cfg, "vae", feats, man, tmp_path / f"v{n}.pt", tmp_path / f"m{n}.csv")
+        seen[n] = pd.read_csv(tmp_path / f"m{n}.csv")["train_rows"].tolist()
+        assert summary["n_val"] == 10 and summary["n_train"] > 2 * 16 * 2
+    assert seen[96] == seen[288] == [2 * 16, 2 * 16]   # 4 steps over 2 epochs, 16 rows a step
+    full = train(tiny_cfg(vae={"epochs": 1, "max_steps": 0}), "vae", feats, man, tmp_path / "f.pt", tmp_path / "f.csv")
+    assert pd.read_csv(tmp_path / "f.csv")["train_rows"].tolist() == [full["n_train"]]
