@@ -19,20 +19,20 @@ def top_mean(values: torch.Tensor, mask: torch.Tensor, fraction: float) -> torch
     return torch.where(torch.isfinite(top), top, torch.zeros_like(top)).mean(dim=1)
 
 
-def _residual(b: ShardBatch) -> torch.Tensor:
-    """Squared VAE residual of every pixel over the mean squared residual of that pixel on the training
-    frames (``vae.residual_scale``): a track far from where tracks usually are counts, a bright star core
-    the model always blurs does not."""
+def _residual(b: ShardBatch, channel: int) -> torch.Tensor:
+    """Squared VAE residual of every pixel of one channel over the mean squared residual of that pixel on
+    the training frames (``vae.residual_scale``): a track far from where tracks usually are counts, a
+    bright star core the model always blurs does not."""
     recon = b.vae_out()[0]
-    return (b.x.float() - recon.float()) ** 2 / b.vae.residual_scale
+    return (b.x[:, channel].float() - recon[:, channel].float()) ** 2 / b.vae.residual_scale[channel]
 
 
 def recon(b: ShardBatch) -> torch.Tensor:
-    return top_mean(_residual(b)[:, 0], b.mask, b.top_fraction)
+    return top_mean(_residual(b, 0), b.mask, b.top_fraction)
 
 
 def recon_sobel(b: ShardBatch) -> torch.Tensor:
-    return top_mean(_residual(b)[:, 1], b.mask, b.top_fraction)
+    return top_mean(_residual(b, 1), b.mask, b.top_fraction)
 
 
 def kl(b: ShardBatch) -> torch.Tensor:
