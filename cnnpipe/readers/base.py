@@ -53,5 +53,7 @@ def one_line(exc: BaseException) -> str:
 def float_frames(block) -> np.ndarray:
     """Native-endian float32 copy with every non-finite pixel (NaN, +-inf) set to NaN, the mask marker."""
     out = np.asarray(block, dtype=np.float32)
-    out[~np.isfinite(out)] = np.nan
+    bad = ~np.isfinite(out)
+    if bad.any():  # (most frames have nothing to mask: skip the scattered write)
+        out[bad] = np.nan
     return out

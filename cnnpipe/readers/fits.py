@@ -34,6 +34,16 @@ def _is_image(hdu) -> bool:
     return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
 
 
+def _data(hdu, path: str, i: int) -> np.ndarray:
+    """An HDU's image; astropy cannot memory-map integers with BLANK (and scaling): those are read plainly."""
+    try:
+        return hdu.data
+    except ValueError as exc:
+        if "memory-mapped" not in str(exc):
+            raise
+        return fits.getdata(path, ext=i, memmap=False)
+
+
 def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
     """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy."""
     try:  # a broken link, a vanished file or one without read permission: say so instead of crashing
@@ -49,7 +59,9 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
+            # memory-mapped where astropy can (not gzip): a frame is converted to float32 straight from
+            # the page cache instead of being read into a buffer first
+            hdul = fits.open(path, memmap=not path.lower().endswith(".gz"), lazy_load_hdus=True)
             with hdul:
                 for i, hdu in enumerate(hdul):
                     if not _is_image(hdu):
@@ -74,7 +86,8 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                     header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
                     planes = shape[0] if len(shape) == 3 else 1
                     for start in range(0, planes, chunk_frames):
-                        block = hdu.section[start:start + chunk_frames] if len(shape) == 3 else hdu.data[None]
+                        block = (hdu.section[start:start + chunk_frames] if len(shape) == 3
+                                 else _data(hdu, path, i)[None])
                         block = float_frames(block)
                         yield Block(path, key, start, block, np.full(len(block), -1), header)
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
