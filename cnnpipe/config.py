@@ -155,6 +155,7 @@ class Train:
 @dataclass(frozen=True)
 class Score:
     k: int
+    knn_sample: int
     weights: dict[str, float]
     ensemble: str
     power: float

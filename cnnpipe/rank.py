@@ -107,7 +107,7 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     df = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)  # an empty shard's columns are untyped
     zcols = [c for c in df.columns if c.startswith("z") and c[1:].isdigit()]
     z = df[zcols].to_numpy(np.float64)
-    space = LatentSpace(z, cfg.score.k)
+    space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample)
     for c in components.gathered(cfg.score.weights):
         df[c.name] = c.compute()(space)
     df["score"] = ensemble(df, cfg.score.weights, cfg.score.ensemble, cfg.score.power)

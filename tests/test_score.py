@@ -138,3 +138,18 @@ def test_zero_weight_components_are_not_computed():
     ranked, _ = rank_scores(off, [part.drop(columns="recon")], read_labels(None))
     assert (ranked.score == 0).all() and len(ranked) == n
 
+
+
+def test_sampled_knn_distance_matches_the_full_one_where_the_sample_is_everything_and_keeps_the_outlier():
+    z = np.random.default_rng(3).normal(size=(400, 4))
+    z[17] += 8.0                                                    # one isolated latent
+    full = knn_distance(z, 5)
+    np.testing.assert_allclose(knn_distance(z, 5, sample=400), full)   # a sample of all: the same
+    np.testing.assert_allclose(knn_distance(z, 5, sample=0), full)
+    part = knn_distance(z, 5, sample=100, seed=1)
+    assert part.shape == (400,) and part.argmax() == 17 and (part >= full - 1e-12).all()  # fewer candidates: farther
+    tiny = np.array([[0.0], [1.0], [3.0], [10.0]])
+    sampled = knn_distance(tiny, 1, sample=2, seed=0)
+    ref = np.sort(np.random.default_rng(0).choice(4, size=2, replace=False))  # the frames searched
+    expected = [min(abs(tiny[i, 0] - tiny[j, 0]) for j in ref if j != i) for i in range(4)]
+    np.testing.assert_allclose(sampled, expected)

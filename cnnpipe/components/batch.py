@@ -42,6 +42,8 @@ class ShardBatch:
 
 @dataclass
 class LatentSpace:
-    """Every ranked tile's latent mean (N, D), in the order of the gathered table; ``k`` kNN neighbours."""
+    """Every ranked tile's latent mean (N, D), in the order of the gathered table; ``k`` kNN neighbours,
+    sought among a sample of ``knn_sample`` tiles (0 = all)."""
     z: np.ndarray
     k: int
+    knn_sample: int = 0

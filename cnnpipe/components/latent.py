@@ -8,13 +8,25 @@ from sklearn.neighbors import NearestNeighbors
 from .batch import LatentSpace
 
 
-def knn_distance(z: np.ndarray, k: int) -> np.ndarray:
-    """Mean distance to the k nearest other frames in latent space (isolated = anomalous)."""
-    k = min(k, len(z) - 1)
+def knn_distance(z: np.ndarray, k: int, sample: int = 0, seed: int = 0) -> np.ndarray:
+    """Mean distance to the k nearest other frames in latent space (isolated = anomalous).
+
+    ``sample`` > 0 and fewer than ``len(z)``: the neighbours are sought among a uniform sample of that many
+    frames (seeded), so the cost grows linearly with the number of frames instead of quadratically; a
+    sampled frame does not count as its own neighbour.
+    """
+    n = len(z)
+    k = min(k, n - 1)
     if k < 1:
-        return np.zeros(len(z))
-    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
-    return dist[:, 1:].mean(axis=1)
+        return np.zeros(n)
+    if not 0 < sample < n:
+        dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(z).kneighbors(z)
+        return dist[:, 1:].mean(axis=1)
+    ref = np.sort(np.random.default_rng(seed).choice(n, size=max(sample, k + 1), replace=False))
+    dist, ind = NearestNeighbors(n_neighbors=k + 1).fit(z[ref]).kneighbors(z)
+    keep = ref[ind] != np.arange(n)[:, None]           # drop the frame itself where it is in the sample ...
+    keep[keep.all(axis=1), k] = False                   # ... else the (k+1)-th neighbour
+    return dist[keep].reshape(n, k).mean(axis=1)
 
 
 def mahalanobis_distance(z: np.ndarray) -> np.ndarray:
@@ -26,7 +38,7 @@ def mahalanobis_distance(z: np.ndarray) -> np.ndarray:
 
 
 def latent_knn(s: LatentSpace) -> np.ndarray:
-    return knn_distance(s.z, s.k)
+    return knn_distance(s.z, s.k, s.knn_sample)
 
 
 def mahalanobis(s: LatentSpace) -> np.ndarray:
