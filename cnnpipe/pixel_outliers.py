@@ -154,10 +154,10 @@ def _excess_pieces(images: np.ndarray, finite: np.ndarray, level: np.ndarray, di
     work = np.empty(0, np.float32)
     for f0, f1, c0, c1 in _pieces(n, h, w, row_edges):
         r0, r1 = int(row_edges[c0]), int(row_edges[c1])
-        block, masked = images[f0:f1], bool(dirty[f0:f1].any())
-        if masked:
-            block = _fill(block, finite[f0:f1], level[f0:f1])
-        band = _band(block, r0, r1)
+        masked = bool(dirty[f0:f1].any())
+        band = _band(images[f0:f1], r0, r1)
+        if masked:  # the band is a copy: its masked pixels (border included) take their frame's level
+            np.copyto(band, level[f0:f1, None, None], where=~np.isfinite(band))
         if work.size < 9 * band.size:  # grown to the largest piece, then reused
             work = np.empty(9 * band.size, np.float32)
         median = _median8_padded(band, work)
