@@ -90,7 +90,18 @@ class ConvAE(nn.Module):
 
 
 def conv_ae(p: np.ndarray, seed: int, epochs: int = AE_EPOCHS, batch: int = 32) -> np.ndarray:
-    """Train on all frames (sides divisible by 4), return each frame's mean squared reconstruction error."""
+    """Train on all frames (sides divisible by 4), return each frame's mean squared reconstruction error.
+
+    One torch thread: on a shared 2-core machine two threads run this small model ~20x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _train_ae(p, seed, epochs, batch)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train_ae(p: np.ndarray, seed: int, epochs: int, batch: int) -> np.ndarray:
     torch.manual_seed(seed)
     x = torch.from_numpy(p[:, None].astype(np.float32))
     model = ConvAE()
