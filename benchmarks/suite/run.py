@@ -221,12 +221,12 @@ def git_stamp() -> str:
 
 
 def page(results: dict[str, dict], runs: list[Run], wall: float, quick: bool, command: str,
-         missing: list[str]) -> str:
+         missing: list[str], stamp: str) -> str:
     import torch
 
     e = workflow.EPOCHS["quick" if quick else "full"]
     out = ["# Detection suite", "",
-           f"Written by `{command}` at commit {git_stamp()} on "
+           f"Written by `{command}` at commit {stamp} on "
            f"{datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}, in one run of "
            f"{wall / 60:.1f} min on {os.cpu_count()} cores ({platform.machine()}, torch {torch.__version__}, CPU)"
            + (" — QUICK mode (small sets, short training): not the reference numbers." if quick else ".")
@@ -288,6 +288,7 @@ def main() -> None:
     todo = jobs(runs, a.digits or DIGIT_PROTOCOLS)
     command = "python -m benchmarks.suite.run" + (" --quick" if a.quick else "") + (
         f" --sets {' '.join(a.sets)}" if a.sets else "") + (f" --digits {' '.join(a.digits)}" if a.digits else "")
+    stamp = git_stamp()          # the code this run started with, not whatever is committed meanwhile
     t0 = time.perf_counter()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="cnnpipe-suite-") as tmp:
@@ -305,7 +306,8 @@ def main() -> None:
                 print(f"  {_short(results[r.name])}", flush=True)
             # the page after every job: a run cut short leaves its numbers so far, marked as partial
             missing = [f"{m.name} {p or ''}".strip() for m, p in todo[i + 1:]]
-            Path(a.out).write_text(page(results, runs, time.perf_counter() - t0, a.quick, command, missing))
+            Path(a.out).write_text(page(results, runs, time.perf_counter() - t0, a.quick, command, missing,
+                                          stamp))
             Path(a.out).with_suffix(".json").write_text(json.dumps(results, indent=1, default=float))
     print(f"wrote {a.out} ({(time.perf_counter() - t0) / 60:.1f} min)")
 
