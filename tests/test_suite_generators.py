@@ -6,7 +6,6 @@ column reads bias only, the truth table matches the files, dev and held-out are 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -183,17 +182,3 @@ def test_metrics_on_a_hand_example():
     # k = 3 -> top 6 holds everything; with factor 1 (top 3): a in, one b of two
     assert m["recall"] == {"a": 1.0, "b": 1.0}
     assert metrics.recall_in_top(score, cls, factor=1) == {"a": 1.0, "b": 0.5}
-
-
-@pytest.mark.slow
-def test_suite_runner_writes_both_sides(tmp_path):
-    """The runner end to end (quick, one dev and one held-out set): data, baselines, snakemake, page."""
-    pytest.importorskip("pyod", reason="the suite's baselines need the bench extra: pip install -e .[bench]")
-    out = tmp_path / "SUITE.md"
-    subprocess.run([sys.executable, "-m", "benchmarks.suite.run", "--quick", "--sets", "tracks_strips",
-                    "tracks_helix-dev", "--out", str(out)], cwd=REPO, check=True, timeout=1200)
-    text = out.read_text()
-    assert "## HELD-OUT sets" in text and "## DEV sets" in text
-    assert "| tracks_strips-held-out | 200 | 10 |" in text
-    res = json.loads(out.with_suffix(".json").read_text())
-    assert 0 <= res["tracks_strips-held-out"]["cnnpipe"]["auroc"] <= 1
