@@ -16,6 +16,7 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/preprocess.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/score.smk"
+include: "workflow/rules/context.smk"
 include: "workflow/rules/report.smk"
 
 
@@ -24,6 +25,7 @@ rule all:
     input:
         rules.report.output.html,
         rules.rank.output.by_frame,
+        rules.regions.output.regions,
 
 
 onsuccess:

@@ -73,8 +73,41 @@ def cmd_report(args) -> None:
     from .report import write_report
 
     cfg = _cfg(args)
-    out = write_report(args.results, args.out, cfg.raw, cfg.report.top_k, cfg.report.table_rows)
+    out = write_report(args.results, args.out, cfg.raw, cfg.report.top_k, cfg.report.table_rows,
+                       frame_maps=args.frame_maps, labels=args.labels)
     log.info("report %s (figures beside it)", out)
+
+
+def cmd_regions(args) -> None:
+    from .manifest_read import read_frames, read_tiles
+    from .regionfile import write_regions
+    from .report import read_csv
+
+    cfg = _cfg(args)
+    top = read_csv(args.anomalies).nsmallest(cfg.report.region_boxes, "rank")
+    top = top.merge(read_tiles(args.manifest, ["source", "key", "index", "frame", "y0", "x0"],
+                               top[["source", "key", "index"]]), on=["source", "key", "index"])
+    n = write_regions(top, read_frames(args.manifest), cfg.ingest.tile_size, args.out)
+    log.info("DS9 regions of the top %d rows: %d frames -> %s", cfg.report.region_boxes, n, args.out)
+
+
+def cmd_frame_maps(args) -> None:
+    from .framemap import build, frames_to_show
+    from .manifest_read import read_frames, read_tiles
+    from .report import read_csv
+    from .shards import shard_number
+
+    cfg = _cfg(args)
+    ranked = read_csv(args.anomalies)
+    ids = ["source", "key", "index"]
+    top = read_tiles(args.manifest, [*ids, "frame"], ranked.nsmallest(cfg.report.top_k, "rank")[ids])
+    show = frames_to_show(ranked, top, read_csv(args.by_frame), cfg.report.top_k, cfg.report.frame_maps)
+    frames = show.merge(read_frames(args.manifest), on=["source", "key", "frame"])
+    tiles = read_tiles(args.manifest, [*ids, "frame", "shard", "row", "y0", "x0"], frames[["source", "key", "frame"]])
+    scores = ranked[ids].assign(value=ranked["score"].rank(pct=True))  # heat: the tile's score percentile
+    n = build({shard_number(p): p for p in args.frames}, tiles, scores, frames, cfg.ingest.tile_size,
+              cfg.report.frame_pixels, args.out)
+    log.info("whole-frame views of %d frames -> %s", n, args.out)
 
 
 def cmd_score(args) -> None:
@@ -111,10 +144,13 @@ def cmd_rank(args) -> None:
     from .checkpoint import load_model
     from .device import select
     from .score import gallery, rank_scores, read_labels, read_scores, write_rank_outputs
+    from .manifest_read import read_frames
+    from .sky import add_coordinates
 
     cfg = _cfg(args)
     labels = read_labels(args.labels)
     ranked, z = rank_scores(cfg, read_scores(args.scores), labels)
+    ranked = add_coordinates(ranked, read_frames(args.manifest), cfg.ingest.tile_size)
     write_rank_outputs(ranked, z, args.anomalies, args.by_frame, args.latent_map)
     device = select(cfg.device, args.threads)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
@@ -245,12 +281,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = verb("rank", cmd_rank, "gather shard scores: latent kNN/Mahalanobis, ensemble, labels, ranked CSVs",
              "cnnpipe rank --config config/config.yaml results/scores/shard-*.parquet --labels config/labels.csv "
-             "--vae results/models/vae.pt --reference results/models/corner_reference.h5 --results results "
+             "--manifest results/manifest.csv --vae results/models/vae.pt --reference results/models/corner_reference.h5 --results results "
              "--anomalies results/anomalies.csv "
              "--by-frame results/anomalies_by_frame.csv --latent-map results/latent_map.csv "
              "--gallery results/gallery.h5")
     p.add_argument("scores", nargs="+", help="per-shard score parquet files")
     p.add_argument("--labels", help="optional human labels CSV (source,key,index,label)")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV (tile positions and WCS, for coordinates)")
     p.add_argument("--vae", required=True, help="VAE checkpoint (for the gallery's reconstructions)")
     p.add_argument("--reference", required=True, help="corner reference from 'reference' (for the gallery's corner maps)")
     p.add_argument("--results", default="results", help="results folder holding frames/ and features/ shards")
@@ -259,9 +296,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--latent-map", required=True, help="2-D latent projection CSV")
     p.add_argument("--gallery", required=True, help="HDF5 of the top-K arrays for the report")
 
+    p = verb("regions", cmd_regions, "DS9 region files of the top-ranked tiles, one per FITS frame (sky boxes "
+             "where the frame has a celestial WCS, else pixel boxes)",
+             "cnnpipe regions --config config/config.yaml --anomalies results/anomalies.csv "
+             "--manifest results/manifest.csv --out results/regions")
+    p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV (tile positions, each frame's WCS)")
+    p.add_argument("--out", required=True, help="folder to write (replaced as a whole)")
+
+    p = verb("frame-maps", cmd_frame_maps, "the report's whole-frame views: the frames it shows, downsampled "
+             "from the frames shards, with a heat map of their tile scores",
+             "cnnpipe frame-maps --config config/config.yaml --anomalies results/anomalies.csv "
+             "--by-frame results/anomalies_by_frame.csv --manifest results/manifest.csv "
+             "--out results/frame_maps.h5 results/frames/shard-*.h5")
+    p.add_argument("frames", nargs="+", help="frames shards from 'ingest'")
+    p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
+    p.add_argument("--by-frame", required=True, help="frame roll-up CSV from 'rank'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV")
+    p.add_argument("--out", required=True, help="HDF5 to write")
+
     p = verb("report", cmd_report, "self-contained HTML report of the ranked anomalies (+ figure PNGs beside it)",
-             "cnnpipe report --config config/config.yaml --results results --out results/report/index.html")
+             "cnnpipe report --config config/config.yaml --results results --frame-maps results/frame_maps.h5 "
+             "--labels config/labels.csv --out results/report/index.html")
     p.add_argument("--results", default="results", help="folder with anomalies.csv, manifest.csv, gallery.h5...")
+    p.add_argument("--frame-maps", help="whole-frame views from 'frame-maps' (optional)")
+    p.add_argument("--labels", help="human labels CSV (optional): shown in the page and kept in its download")
     p.add_argument("--out", default="results/report/index.html", help="HTML page to write")
 
     for kind, func, what in (("cnn", cmd_train_cnn, "the CNN (supervised when labels exist, else "

@@ -16,6 +16,8 @@ import h5py
 import numpy as np
 from astropy.io import fits
 
+from . import sky
+
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
@@ -42,6 +44,8 @@ class Block:
     images: np.ndarray  # (n, H, W) float32, NaN = masked
     labels: np.ndarray  # (n,) int, -1 = no label
     header: dict
+    wcs: str = ""          # the frames' 2-D WCS as JSON header cards (sky.capture); '' = none
+    wcs_problem: str = ""  # why a WCS present in the header cannot be used; '' = fine
 
     def frames(self) -> list[tuple[int, np.ndarray]]:
         return [(self.start + j, img) for j, img in enumerate(self.images)]
@@ -217,11 +221,12 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                                                      f"bytes but the file has {size}")
                         continue
                     header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
+                    wcs, wcs_problem = sky.capture(hdu.header, *shape[-2:])
                     planes = shape[0] if len(shape) == 3 else 1
                     for start in range(0, planes, chunk_frames):
                         block = hdu.section[start:start + chunk_frames] if len(shape) == 3 else hdu.data[None]
                         block = _float_frames(block)
-                        yield Block(path, key, start, block, np.full(len(block), -1), header)
+                        yield Block(path, key, start, block, np.full(len(block), -1), header, wcs, wcs_problem)
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
         yield Problem(path, "", -1, f"unreadable FITS: {_one_line(exc)}")
         return

@@ -29,8 +29,10 @@ import yaml
 from markupsafe import Markup
 from PIL import Image
 
+from . import framemap, report_where
 from .atomic import atomic_path
 from .errors import UserError
+from .sky import COLUMNS as SKY_COLUMNS
 
 matplotlib.use("Agg")
 log = logging.getLogger("cnnpipe")
@@ -41,7 +43,8 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 TEMPLATES = Path(__file__).with_name("templates")
 MASK_COLOUR = "#39ff14"  # masked (NaN) pixels: a green no colour map below uses
 BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label",  # ids and bookkeeping,
-                "tiles", "shard", "row", "y0", "x0", "height", "width")     # never component scores
+                "tiles", "shard", "row", "y0", "x0", "height", "width",     # never component scores
+                *SKY_COLUMNS)
 COMPONENTS = {  # known component scores, in display order, with what they measure
     "recon": "VAE reconstruction error of the intensity (masked pixels ignored)",
     "recon_sobel": "VAE reconstruction error of the Sobel magnitude",
@@ -371,13 +374,18 @@ def _table(df: pd.DataFrame, comps: list[str], cap: int, top_k: int, id_cols: li
                      "score": fmt_num(d["score"]), "score_v": float(d["score"]),
                      "comps": [(fmt_num(d[c]), "" if pd.isna(d[c]) else repr(float(d[c]))) for c in comps],
                      "label": "" if pd.isna(d.get("label", np.nan)) else str(d.get("label")),
-                     "in_gallery": int(d["rank"]) <= top_k})
+                     "in_gallery": int(d["rank"]) <= top_k, "coords": report_where.coordinates(pd.Series(d))})
     return {"id_cols": id_cols, "comps": comps, "rows": rows, "total": len(df), "capped": len(df) > cap,
-            "has_label": "label" in df.columns}
+            "has_label": "label" in df.columns, "has_coords": "x_image" in df.columns,
+            "labelling": "index" in id_cols}
+
+
+def _uri(rgba: np.ndarray | None) -> str | None:
+    return None if rgba is None else data_uri(png_bytes(rgba))
 
 
 def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, comps: list[str],
-             top_k: int, tile: int) -> list[dict]:
+             top_k: int, tile: int, maps: dict | None = None) -> list[dict]:
     """Gallery cards, joined to the ranked table by rank and to the manifest by (source, key, index)."""
     if gal is None:
         return []
@@ -407,12 +415,15 @@ def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, 
         label = row.get("label", np.nan) if row is not None else np.nan
         where = None
         if m is not None:
-            where = {"frame": int(m.frame), "y0": int(m.y0), "x0": int(m.x0), "height": int(m.height),
-                     "width": int(m.width), "tiled": bool(m.y0 or m.x0 or m.height > tile or m.width > tile)}
+            where = {"source": key[0], "key": key[1], "frame": int(m.frame), "y0": int(m.y0), "x0": int(m.x0),
+                     "height": int(m.height), "width": int(m.width),
+                     "tiled": bool(m.y0 or m.x0 or m.height > tile or m.width > tile)}
         cards.append({"rank": rank, "source": key[0], "key": key[1], "index": key[2],
                       "score": fmt_num(row["score"]) if row is not None else "",
                       "label": "" if pd.isna(label) else str(label), "components": comp_rows,
                       "header": parse_header(m.header) if m is not None else {}, "where": where,
+                      "coords": report_where.coordinates(row),
+                      "frame_view": _uri(report_where.card_frame(maps or {}, where, tile)),
                       "images": gallery_images(gal["input"][g], gal["sobel"][g], gal["recon"][g],
                                                gal["residual"][g], gal["corner"][g])})
     return cards
@@ -431,8 +442,10 @@ def _metrics_summary(df: pd.DataFrame | None) -> dict | None:
     return {"epochs": len(df), "last": [(c, fmt_num(last[c])) for c in cols], "best": best}
 
 
-def build_context(results: str | Path, config: dict, top_k: int, table_rows: int) -> tuple[dict, Figures]:
-    """Everything the template shows, from the files in ``results`` (see module docstring)."""
+def build_context(results: str | Path, config: dict, top_k: int, table_rows: int,
+                  frame_maps: str | Path | None = None, labels: str | Path | None = None) -> tuple[dict, Figures]:
+    """Everything the template shows, from the files in ``results`` (see module docstring), the
+    whole-frame views ``frame_maps`` (:mod:`cnnpipe.framemap`) and the human ``labels`` CSV."""
     results = Path(results)
     need = [results / "anomalies.csv", results / "manifest.csv"]
     missing = [str(p) for p in need if not p.exists()]
@@ -446,7 +459,8 @@ def build_context(results: str | Path, config: dict, top_k: int, table_rows: int
     comps = component_columns(anomalies)
 
     tile = int(config.get("ingest", {}).get("tile_size", 64))
-    gallery = _gallery(read_gallery(results / "gallery.h5"), anomalies, manifest, comps, top_k, tile)
+    maps = framemap.read(frame_maps)
+    gallery = _gallery(read_gallery(results / "gallery.h5"), anomalies, manifest, comps, top_k, tile, maps)
     total, steps = run_time(results)
     lm_png = latent_map_png(latent, top_k) if latent is not None and len(latent) else \
         message_png("no latent map (results/latent_map.csv) found")
@@ -462,6 +476,7 @@ def build_context(results: str | Path, config: dict, top_k: int, table_rows: int
         ids = ["source", "key", "frame"] + (["tiles"] if "tiles" in by_frame else [])
         frame_table = _table(by_frame.sort_values("rank", kind="stable"), component_columns(by_frame),
                              table_rows, 0, ids)
+    fmaps = report_where.frame_maps(maps, by_frame)
     ctx = {
         "generated_at": dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "summary": _summary(manifest),
@@ -480,6 +495,11 @@ def build_context(results: str | Path, config: dict, top_k: int, table_rows: int
         "metrics": {m: _metrics_summary(df) for m, df in metrics.items()},
         "generated": generated,
         "mask_colour": MASK_COLOUR,
+        "frame_maps": [{**m, "image": _uri(m["image"]), "heat": _uri(m["heat"])} for m in fmaps],
+        "wcs_problems": report_where.wcs_problems(manifest),
+        "n_wcs_frames": report_where.n_with_wcs(manifest),
+        "labels": json.dumps(report_where.labels(labels)),
+        "map_ranks": {m["rank"] for m in fmaps},
     }
     return ctx, Figures(latent_map=lm_png, training_curves=curves_png)
 
@@ -496,10 +516,11 @@ def render(ctx: dict) -> str:
         **ctx, script=Markup(script), script_hash=f"sha256-{digest}")
 
 
-def write_report(results: str | Path, out: str | Path, config: dict, top_k: int, table_rows: int) -> Path:
+def write_report(results: str | Path, out: str | Path, config: dict, top_k: int, table_rows: int,
+                 frame_maps: str | Path | None = None, labels: str | Path | None = None) -> Path:
     """Write ``out`` (the page) and the figure PNGs beside it (latent_map.png, training_curves.png)."""
     out = Path(out)
-    ctx, figs = build_context(results, config, top_k, table_rows)
+    ctx, figs = build_context(results, config, top_k, table_rows, frame_maps, labels)
     html = render(ctx)
     for name, png in (("latent_map.png", figs.latent_map), ("training_curves.png", figs.training_curves)):
         with atomic_path(out.parent / name) as tmp:

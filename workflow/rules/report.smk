@@ -8,6 +8,8 @@ rule report:
         cnn_metrics=rules.train_cnn.output.metrics,
         vae_metrics=rules.train_vae.output.metrics,
         generated=rules.generate.output,
+        frame_maps=rules.frame_maps.output.maps,
+        labels=[LABELS] if os.path.exists(LABELS) else [],
     output:
         html=report(
             "results/report/index.html",
@@ -32,10 +34,11 @@ rule report:
         # the page shows the whole validated config, so any config change re-renders it
         settings=settings(*config),
         results=lambda wildcards, input: os.path.dirname(input.anomalies),
+        labels=f"--labels {LABELS}" if os.path.exists(LABELS) else "",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=15,
     shell:
         "cnnpipe report --settings {params.settings:q} --results {params.results} "
-        "--out {output.html} 2> {log}"
+        "--frame-maps {input.frame_maps} {params.labels} --out {output.html} 2> {log}"

@@ -52,6 +52,7 @@ rule score:
 rule rank:
     input:
         scores=expand(rules.score.output.scores, shard=SHARDS),
+        manifest=rules.manifest.output.manifest,
         vae=rules.train_vae.output.model,
         reference=rules.corner_reference.output.reference,
         features=expand(rules.preprocess.output.features, shard=SHARDS),
@@ -74,5 +75,5 @@ rule rank:
         runtime=30,
     shell:
         "cnnpipe rank --settings {params.settings:q} --threads {threads} {input.scores} {params.labels} "
-        "--vae {input.vae} --reference {input.reference} --results results --anomalies {output.anomalies} --by-frame {output.by_frame} "
+        "--manifest {input.manifest} --vae {input.vae} --reference {input.reference} --results results --anomalies {output.anomalies} --by-frame {output.by_frame} "
         "--latent-map {output.latent_map} --gallery {output.gallery} 2> {log}"

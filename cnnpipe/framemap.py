@@ -1,0 +1,147 @@
+"""Whole-frame context for the report: each shown frame downsampled, and a heat map of its tile scores.
+
+A 4k x 4k frame is cut into thousands of tiles; a card showing one tile has no context. For the frames the
+report shows (those of its top anomalies, and the best-ranked frames with more than one tile) this module
+re-assembles the frame from its tiles in the frames shards at reduced resolution, and lays the tile scores
+over the same grid. Memory: one batch of tiles and one downsampled frame at a time, never a full frame.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+from matplotlib import colormaps
+from matplotlib.colors import Normalize
+
+from .atomic import atomic_path
+
+FRAME = ["source", "key", "frame"]
+BOX_RGB = (255, 59, 48)        # the tile's outline on the frame
+MASK_COLOUR = "#39ff14"        # masked pixels, as on the report's thumbnails
+
+
+def factor(height: int, width: int, pixels: int) -> int:
+    """Integer downsampling factor that brings the longer side to at most ``pixels``."""
+    return max(1, math.ceil(max(height, width) / pixels))
+
+
+def owned_spans(starts: np.ndarray, length: int) -> dict[int, int]:
+    """Tile start -> end of the pixels it alone supplies: up to the next tile's start (tiles overlap; each
+    pixel is taken from the last tile covering it), the last tile to the frame's edge."""
+    s = np.unique(starts)
+    return dict(zip(s.tolist(), [*s[1:].tolist(), length]))
+
+
+def downsampled_frame(tiles: np.ndarray, y0: np.ndarray, x0: np.ndarray, height: int, width: int, f: int,
+                      ys: dict[int, int], xs: dict[int, int], acc: tuple[np.ndarray, np.ndarray]) -> None:
+    """Add a batch of tiles (n, T, T) at offsets (y0, x0) into the block sums ``acc = (sum, count)`` of a
+    frame downsampled by ``f`` (block mean of the finite pixels). ``ys``/``xs``: :func:`owned_spans`."""
+    total, count = acc
+    gw = total.shape[1]
+    for tile, ty, tx in zip(tiles, y0, x0):
+        part = tile[:ys[ty] - ty, :xs[tx] - tx]
+        rows = (ty + np.arange(part.shape[0])) // f
+        cols = (tx + np.arange(part.shape[1])) // f
+        cell = (rows[:, None] * gw + cols[None, :]).ravel()
+        finite = np.isfinite(part).ravel()
+        total += np.bincount(cell[finite], part.ravel()[finite], minlength=total.size).reshape(total.shape)
+        count += np.bincount(cell[finite], minlength=count.size).reshape(count.shape)
+
+
+def heat_map(y0: np.ndarray, x0: np.ndarray, values: np.ndarray, height: int, width: int, tile: int,
+             f: int) -> np.ndarray:
+    """Per cell of the downsampled grid, the largest value of the tiles covering it (NaN: none)."""
+    grid = np.full((math.ceil(height / f), math.ceil(width / f)), -np.inf)
+    for ty, tx, v in zip(y0, x0, values):
+        cells = grid[ty // f:math.ceil(min(ty + tile, height) / f), tx // f:math.ceil(min(tx + tile, width) / f)]
+        np.maximum(cells, v, out=cells)
+    return np.where(np.isfinite(grid), grid, np.nan).astype(np.float32)
+
+
+def frames_to_show(ranked: pd.DataFrame, tiles: pd.DataFrame, by_frame: pd.DataFrame, top_k: int,
+                   n_maps: int) -> pd.DataFrame:
+    """``source, key, frame`` of the frames the report shows in context: those of the top ``top_k`` ranked
+    rows, and the ``n_maps`` best-ranked frames of more than one tile. ``tiles``: manifest rows of the
+    top rows (``source, key, index, frame``)."""
+    top = ranked.nsmallest(top_k, "rank")[["source", "key", "index"]].merge(tiles, on=["source", "key", "index"])
+    multi = by_frame[by_frame["tiles"] > 1].nsmallest(n_maps, "rank")
+    return pd.concat([top[FRAME], multi[FRAME]]).drop_duplicates(ignore_index=True)
+
+
+def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFrame, frames: pd.DataFrame,
+          tile: int, pixels: int, out: str | Path, batch: int = 256) -> int:
+    """Write ``out`` (HDF5): per frame of ``frames`` (``source, key, frame, height, width``) its image
+    downsampled to at most ``pixels`` a side and the heat map of its tiles' ``value`` (from ``scores``,
+    keyed by ``source, key, index``). ``tiles``: manifest rows (``source, key, index, frame, shard, row,
+    y0, x0``) of every tile of those frames; ``shards``: frames shard file by shard number."""
+    tiles = tiles.merge(scores, on=["source", "key", "index"], how="left")
+    groups = dict(list(tiles.groupby(FRAME, sort=False)))
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        strings = h5py.string_dtype()
+        f.create_dataset("source", data=frames["source"].tolist(), dtype=strings)
+        f.create_dataset("key", data=frames["key"].astype(str).tolist(), dtype=strings)
+        for name in ("frame", "height", "width"):
+            f[name] = frames[name].to_numpy(np.int64)
+        factors = []
+        for n, fr in enumerate(frames.itertuples(index=False)):
+            g = groups[(fr.source, fr.key, fr.frame)].sort_values(["shard", "row"])
+            k = factor(fr.height, fr.width, pixels)
+            shape = (math.ceil(fr.height / k), math.ceil(fr.width / k))
+            acc = (np.zeros(shape), np.zeros(shape))
+            ys = owned_spans(g["y0"].to_numpy(), fr.height)
+            xs = owned_spans(g["x0"].to_numpy(), fr.width)
+            for shard, part in g.groupby("shard"):
+                with h5py.File(shards[int(shard)], "r") as frames_h5:
+                    for start in range(0, len(part), batch):
+                        b = part.iloc[start:start + batch]
+                        downsampled_frame(frames_h5["frames"][b["row"].to_numpy()], b["y0"].to_numpy(),
+                                          b["x0"].to_numpy(), fr.height, fr.width, k, ys, xs, acc)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                f[f"image/{n}"] = (acc[0] / acc[1]).astype(np.float32)  # 0/0 = NaN: all pixels masked
+            f[f"heat/{n}"] = heat_map(g["y0"].to_numpy(), g["x0"].to_numpy(), g["value"].to_numpy(np.float64),
+                                      fr.height, fr.width, tile, k)
+            factors.append(k)
+        f["factor"] = np.asarray(factors, np.int64)
+    return len(frames)
+
+
+def read(path: str | Path) -> dict[tuple[str, str, int], dict]:
+    """``build``'s file as {(source, key, frame): {image, heat, factor, height, width}}; {} when absent."""
+    if not path or not Path(path).exists():
+        return {}
+    with h5py.File(path, "r") as f:
+        src, key = f["source"].asstr()[()], f["key"].asstr()[()]
+        return {(str(s), str(k), int(fr)): {"image": f[f"image/{n}"][()], "heat": f[f"heat/{n}"][()],
+                                            "factor": int(f["factor"][n]), "height": int(f["height"][n]),
+                                            "width": int(f["width"][n])}
+                for n, (s, k, fr) in enumerate(zip(src, key, f["frame"][()]))}
+
+
+# ---------------------------------------------------------------- arrays -> RGBA for the page
+
+def grey_rgba(image: np.ndarray) -> np.ndarray:
+    """The frame in grey over its 0.5-99.5 percentile range; masked pixels in MASK_COLOUR."""
+    finite = image[np.isfinite(image)]
+    lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
+    cm = colormaps["gray"].with_extremes(bad=MASK_COLOUR)
+    return cm(Normalize(lo, hi if hi > lo else lo + 1, clip=True)(np.ma.masked_invalid(image)), bytes=True)
+
+
+def boxed(rgba: np.ndarray, y0: int, x0: int, h: int, w: int, f: int) -> np.ndarray:
+    """``rgba`` with the outline of the frame pixels [y0, y0+h) x [x0, x0+w) drawn in BOX_RGB (1 px)."""
+    out = rgba.copy()
+    t, l = y0 // f, x0 // f
+    b, r = min(math.ceil((y0 + h) / f), out.shape[0]) - 1, min(math.ceil((x0 + w) / f), out.shape[1]) - 1
+    for rows, cols in ((slice(t, b + 1), l), (slice(t, b + 1), r), (t, slice(l, r + 1)), (b, slice(l, r + 1))):
+        out[rows, cols, :3] = BOX_RGB
+        out[rows, cols, 3] = 255
+    return out
+
+
+def heat_rgba(heat: np.ndarray) -> np.ndarray:
+    """Tile-score heat map (values in [0, 1]) in inferno; cells no tile covers transparent."""
+    cm = colormaps["inferno"].with_extremes(bad=(0, 0, 0, 0))
+    return cm(Normalize(0.0, 1.0, clip=True)(np.ma.masked_invalid(heat)), bytes=True)
