@@ -64,7 +64,7 @@ def wcs_problems(manifest: pd.DataFrame) -> list[dict]:
     """One entry per frame whose WCS could not be used (it then has pixel coordinates only)."""
     if "wcs_problem" not in manifest:
         return []
-    bad = manifest[(manifest["status"] == "ok") & manifest["wcs_problem"].fillna("").astype(bool)]
+    bad = manifest[(manifest["status"] == "ok") & (manifest["wcs_problem"].astype("string").fillna("") != "")]
     bad = bad.drop_duplicates(["source", "key"])
     return [{"source": str(r.source), "key": str(r.key), "reason": str(r.wcs_problem)} for r in bad.itertuples()]
 
@@ -73,7 +73,7 @@ def n_with_wcs(manifest: pd.DataFrame) -> int:
     """Frames carrying a usable WCS."""
     if "wcs" not in manifest:
         return 0
-    ok = manifest[(manifest["status"] == "ok") & manifest["wcs"].fillna("").astype(bool)]
+    ok = manifest[(manifest["status"] == "ok") & (manifest["wcs"].astype("string").fillna("") != "")]
     return len(ok.drop_duplicates(["source", "key", "frame"]))
 
 

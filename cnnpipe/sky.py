@@ -12,6 +12,7 @@ SExtractor (the centre of the first pixel is 1.0).
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from functools import lru_cache
 
@@ -20,6 +21,8 @@ import pandas as pd
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import wcs_to_celestial_frame
+
+_WCSLIB_WHERE = re.compile(r"ERROR \d+ in \w+\(\) at line \d+ of file \S+:\s*")  # wcslib's source location
 
 #: Columns ranking adds to anomalies.csv / anomalies_by_frame.csv.
 COLUMNS = ["x_image", "y_image", "x_world", "y_world", "world_axes"]
@@ -43,7 +46,8 @@ def capture(header: fits.Header, height: int, width: int) -> tuple[str, str]:
             return "", "WCS gives no world coordinates at the frame centre"
         return json.dumps(dict(w.to_header(relax=True)), sort_keys=True), ""
     except Exception as exc:  # noqa: BLE001 - any unusable WCS is a warning, never a crash
-        return "", "unusable WCS: " + (" ".join(str(exc).split()) or type(exc).__name__)[:200]
+        text = _WCSLIB_WHERE.sub("", " ".join(str(exc).split())) or type(exc).__name__
+        return "", f"unusable WCS: {text[:200]}"
 
 
 @lru_cache(maxsize=256)
