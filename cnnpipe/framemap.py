@@ -40,15 +40,20 @@ def downsampled_frame(tiles: np.ndarray, y0: np.ndarray, x0: np.ndarray, height:
     """Add a batch of tiles (n, T, T) at offsets (y0, x0) into the block sums ``acc = (sum, count)`` of a
     frame downsampled by ``f`` (block mean of the finite pixels). ``ys``/``xs``: :func:`owned_spans`."""
     total, count = acc
-    gw = total.shape[1]
     for tile, ty, tx in zip(tiles, y0, x0):
         part = tile[:ys[ty] - ty, :xs[tx] - tx]
-        rows = (ty + np.arange(part.shape[0])) // f
-        cols = (tx + np.arange(part.shape[1])) // f
-        cell = (rows[:, None] * gw + cols[None, :]).ravel()
-        finite = np.isfinite(part).ravel()
-        total += np.bincount(cell[finite], part.ravel()[finite], minlength=total.size).reshape(total.shape)
-        count += np.bincount(cell[finite], minlength=count.size).reshape(count.shape)
+        finite = np.isfinite(part)
+        (h, w), rcut, ccut = part.shape, _cuts(ty, part.shape[0], f), _cuts(tx, part.shape[1], f)
+        block = np.s_[ty // f:(ty + h - 1) // f + 1, tx // f:(tx + w - 1) // f + 1]
+        total[block] += np.add.reduceat(np.add.reduceat(np.where(finite, part, 0.0), rcut, axis=0), ccut, axis=1)
+        count[block] += np.add.reduceat(np.add.reduceat(finite.astype(np.int32), rcut, axis=0), ccut, axis=1)
+
+
+def _cuts(start: int, n: int, f: int) -> np.ndarray:
+    """Where the pixels ``start .. start+n-1`` enter a new block of ``f`` (offsets into the run, from 0)."""
+    first = -start % f
+    cuts = np.arange(first, n, f)
+    return cuts if first == 0 else np.concatenate(([0], cuts))
 
 
 def heat_map(y0: np.ndarray, x0: np.ndarray, values: np.ndarray, height: int, width: int, tile: int,
@@ -69,6 +74,14 @@ def frames_to_show(ranked: pd.DataFrame, tiles: pd.DataFrame, by_frame: pd.DataF
     top = ranked.nsmallest(top_k, "rank")[["source", "key", "index"]].merge(tiles, on=["source", "key", "index"])
     multi = by_frame[by_frame["tiles"] > 1].nsmallest(n_maps, "rank")
     return pd.concat([top[FRAME], multi[FRAME]]).drop_duplicates(ignore_index=True)
+
+
+def _rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
+    """Rows (increasing) of a dataset; a frame's tiles are consecutive rows, read as one slice (h5py's
+    point selection is many times slower)."""
+    if rows[-1] - rows[0] + 1 == len(rows):
+        return ds[rows[0]:rows[-1] + 1]
+    return ds[rows]
 
 
 def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFrame, frames: pd.DataFrame,
@@ -97,7 +110,7 @@ def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFra
                 with h5py.File(shards[int(shard)], "r") as frames_h5:
                     for start in range(0, len(part), batch):
                         b = part.iloc[start:start + batch]
-                        downsampled_frame(frames_h5["frames"][b["row"].to_numpy()], b["y0"].to_numpy(),
+                        downsampled_frame(_rows(frames_h5["frames"], b["row"].to_numpy()), b["y0"].to_numpy(),
                                           b["x0"].to_numpy(), fr.height, fr.width, k, ys, xs, acc)
             with np.errstate(invalid="ignore", divide="ignore"):
                 f[f"image/{n}"] = (acc[0] / acc[1]).astype(np.float32)  # 0/0 = NaN: all pixels masked
