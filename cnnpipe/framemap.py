@@ -28,32 +28,43 @@ def factor(height: int, width: int, pixels: int) -> int:
     return max(1, math.ceil(max(height, width) / pixels))
 
 
-def owned_spans(starts: np.ndarray, length: int) -> dict[int, int]:
-    """Tile start -> end of the pixels it alone supplies: up to the next tile's start (tiles overlap; each
-    pixel is taken from the last tile covering it), the last tile to the frame's edge."""
-    s = np.unique(starts)
-    return dict(zip(s.tolist(), [*s[1:].tolist(), length]))
+def downsampled_frame(tile_rows, y0: np.ndarray, x0: np.ndarray, height: int, width: int, tile: int,
+                      f: int) -> np.ndarray:
+    """The frame that tiles at offsets (y0, x0) cut, downsampled by ``f`` (mean of each f x f block's finite
+    pixels; NaN where there is none), built one block-aligned strip at a time.
 
-
-def downsampled_frame(tiles: np.ndarray, y0: np.ndarray, x0: np.ndarray, height: int, width: int, f: int,
-                      ys: dict[int, int], xs: dict[int, int], acc: tuple[np.ndarray, np.ndarray]) -> None:
-    """Add a batch of tiles (n, T, T) at offsets (y0, x0) into the block sums ``acc = (sum, count)`` of a
-    frame downsampled by ``f`` (block mean of the finite pixels). ``ys``/``xs``: :func:`owned_spans`."""
-    total, count = acc
-    for tile, ty, tx in zip(tiles, y0, x0):
-        part = tile[:ys[ty] - ty, :xs[tx] - tx]
-        finite = np.isfinite(part)
-        (h, w), rcut, ccut = part.shape, _cuts(ty, part.shape[0], f), _cuts(tx, part.shape[1], f)
-        block = np.s_[ty // f:(ty + h - 1) // f + 1, tx // f:(tx + w - 1) // f + 1]
-        total[block] += np.add.reduceat(np.add.reduceat(np.where(finite, part, 0.0), rcut, axis=0), ccut, axis=1)
-        count[block] += np.add.reduceat(np.add.reduceat(finite.astype(np.int32), rcut, axis=0), ccut, axis=1)
-
-
-def _cuts(start: int, n: int, f: int) -> np.ndarray:
-    """Where the pixels ``start .. start+n-1`` enter a new block of ``f`` (offsets into the run, from 0)."""
-    first = -start % f
-    cuts = np.arange(first, n, f)
-    return cuts if first == 0 else np.concatenate(([0], cuts))
+    ``tile_rows(i, j)`` returns tiles ``i:j`` of the frame (in the order of ``y0``/``x0``, sorted by ``y0``).
+    Tiles are pasted in that order, so where they overlap the later tile's pixels count, as when the frame
+    was cut. Memory: one strip (``tile`` rounded up to ``f`` rows, the frame's width) and the tiles it
+    touches, never the whole frame.
+    """
+    s_rows = f * math.ceil(tile / f)                     # strip height: whole blocks, at least one tile
+    gw = math.ceil(width / f)
+    out = np.full((math.ceil(height / f), gw), np.nan, np.float32)
+    strip = np.empty((s_rows, gw * f), np.float32)
+    first, loaded, held = 0, 0, np.empty((0, tile, tile), np.float32)
+    for top in range(0, height, s_rows):
+        stop = int(np.searchsorted(y0, top + s_rows))           # read the tiles reaching into this strip
+        if stop > loaded:
+            held = np.concatenate([held, tile_rows(loaded, stop)])
+            loaded = stop
+        while first < loaded and y0[first] + tile <= top:       # drop those wholly above it
+            first += 1
+        held = held[len(held) - (loaded - first):]
+        strip.fill(np.nan)
+        for t, ty, tx in zip(held, y0[first:loaded], x0[first:loaded]):
+            r0, r1 = max(ty, top), min(ty + tile, top + s_rows, height)
+            if r1 > r0:
+                c1 = min(tile, width - tx)
+                strip[r0 - top:r1 - top, tx:tx + c1] = t[r0 - ty:r1 - ty, :c1]
+        finite = np.isfinite(strip)
+        blocks = (s_rows // f, f, gw, f)
+        total = np.where(finite, strip, 0.0).reshape(blocks).sum(axis=(1, 3))
+        count = finite.reshape(blocks).sum(axis=(1, 3))
+        rows = out[top // f:top // f + s_rows // f]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            rows[:] = (total / count)[:len(rows)]
+    return out
 
 
 def heat_map(y0: np.ndarray, x0: np.ndarray, values: np.ndarray, height: int, width: int, tile: int,
@@ -77,15 +88,18 @@ def frames_to_show(ranked: pd.DataFrame, tiles: pd.DataFrame, by_frame: pd.DataF
 
 
 def _rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
-    """Rows (increasing) of a dataset; a frame's tiles are consecutive rows, read as one slice (h5py's
-    point selection is many times slower)."""
-    if rows[-1] - rows[0] + 1 == len(rows):
+    """Rows of a dataset in the given order: one slice when they are consecutive (a frame's tiles are; h5py's
+    point selection is many times slower), else a sorted point selection put back in order."""
+    if len(rows) and (np.diff(rows) == 1).all():
         return ds[rows[0]:rows[-1] + 1]
-    return ds[rows]
+    order = np.argsort(rows)
+    out = np.empty((len(rows), *ds.shape[1:]), ds.dtype)
+    out[order] = ds[rows[order]]
+    return out
 
 
 def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFrame, frames: pd.DataFrame,
-          tile: int, pixels: int, out: str | Path, batch: int = 256) -> int:
+          tile: int, pixels: int, out: str | Path) -> int:
     """Write ``out`` (HDF5): per frame of ``frames`` (``source, key, frame, height, width``) its image
     downsampled to at most ``pixels`` a side and the heat map of its tiles' ``value`` (from ``scores``,
     keyed by ``source, key, index``). ``tiles``: manifest rows (``source, key, index, frame, shard, row,
@@ -100,20 +114,15 @@ def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFra
             f[name] = frames[name].to_numpy(np.int64)
         factors = []
         for n, fr in enumerate(frames.itertuples(index=False)):
-            g = groups[(fr.source, fr.key, fr.frame)].sort_values(["shard", "row"])
+            g = groups[(fr.source, fr.key, fr.frame)]
             k = factor(fr.height, fr.width, pixels)
-            shape = (math.ceil(fr.height / k), math.ceil(fr.width / k))
-            acc = (np.zeros(shape), np.zeros(shape))
-            ys = owned_spans(g["y0"].to_numpy(), fr.height)
-            xs = owned_spans(g["x0"].to_numpy(), fr.width)
-            for shard, part in g.groupby("shard"):
-                with h5py.File(shards[int(shard)], "r") as frames_h5:
-                    for start in range(0, len(part), batch):
-                        b = part.iloc[start:start + batch]
-                        downsampled_frame(_rows(frames_h5["frames"], b["row"].to_numpy()), b["y0"].to_numpy(),
-                                          b["x0"].to_numpy(), fr.height, fr.width, k, ys, xs, acc)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                f[f"image/{n}"] = (acc[0] / acc[1]).astype(np.float32)  # 0/0 = NaN: all pixels masked
+            g = g.sort_values(["y0", "x0"], kind="stable")
+            (shard,) = g["shard"].unique()                       # a frame is read by one ingest job
+            rows = g["row"].to_numpy()
+            with h5py.File(shards[int(shard)], "r") as frames_h5:
+                f[f"image/{n}"] = downsampled_frame(lambda i, j: _rows(frames_h5["frames"], rows[i:j]),
+                                                    g["y0"].to_numpy(), g["x0"].to_numpy(), fr.height, fr.width,
+                                                    tile, k)
             f[f"heat/{n}"] = heat_map(g["y0"].to_numpy(), g["x0"].to_numpy(), g["value"].to_numpy(np.float64),
                                       fr.height, fr.width, tile, k)
             factors.append(k)

@@ -17,26 +17,23 @@ def _frame() -> np.ndarray:
 
 
 def _shards(tmp_path, img, tile=64, overlap=16):
-    """Tiles of ``img`` dealt to two shards (after some rows of other frames), with their manifest rows."""
-    cut = list(tiles(img, tile, overlap))
-    rows, files = [], {}
-    for shard in (0, 1):
-        mine = [(i, t) for i, t in enumerate(cut) if i % 2 == shard]
-        junk = np.full((3, tile, tile), 99.0, np.float32)        # other frames' tiles before these
-        with h5py.File(tmp_path / f"shard-{shard}.h5", "w") as f:
-            f["frames"] = np.concatenate([junk, np.stack([t for _, (_, _, t) in mine])])
-        files[shard] = tmp_path / f"shard-{shard}.h5"
-        rows += [dict(source="a.fits", key="0", index=i, frame=0, shard=shard, row=3 + n, y0=y0, x0=x0)
-                 for n, (i, (y0, x0, _)) in enumerate(mine)]
-    return files, pd.DataFrame(rows)
+    """The tiles of ``img`` in a frames shard after other frames' rows, stored in reverse order (so the
+    reader cannot rely on reading order), with their manifest rows."""
+    cut = list(tiles(img, tile, overlap))[::-1]
+    junk = np.full((3, tile, tile), 99.0, np.float32)        # other frames' tiles before these
+    with h5py.File(tmp_path / "shard-0.h5", "w") as f:
+        f["frames"] = np.concatenate([junk, np.stack([t for _, _, t in cut])])
+    rows = [dict(source="a.fits", key="0", index=i, frame=0, shard=0, row=3 + n, y0=y0, x0=x0)
+            for n, (i, (y0, x0, _)) in enumerate(zip(range(len(cut) - 1, -1, -1), cut))]
+    return {0: tmp_path / "shard-0.h5"}, pd.DataFrame(rows)
 
 
 def test_frame_from_its_tiles_equals_the_block_mean_of_the_frame(tmp_path):
     img = _frame()
     files, man = _shards(tmp_path, img)
-    scores = man[["source", "key", "index"]].assign(value=np.linspace(0, 1, len(man)))
+    scores = man[["source", "key", "index"]].assign(value=man["index"] / man["index"].max())
     frames = pd.DataFrame({"source": ["a.fits"], "key": ["0"], "frame": [0], "height": [100], "width": [150]})
-    assert framemap.build(files, man, scores, frames, 64, 40, tmp_path / "maps.h5", batch=2) == 1
+    assert framemap.build(files, man, scores, frames, 64, 40, tmp_path / "maps.h5") == 1
     m = framemap.read(tmp_path / "maps.h5")[("a.fits", "0", 0)]
     assert m["factor"] == 4 and m["image"].shape == (25, 38)
     with warnings.catch_warnings():
@@ -44,6 +41,8 @@ def test_frame_from_its_tiles_equals_the_block_mean_of_the_frame(tmp_path):
         expect = block_reduce(img, (4, 4), np.nanmean, cval=np.nan)
     np.testing.assert_allclose(m["image"], expect, rtol=1e-5, atol=1e-6, equal_nan=True)
     assert np.isnan(m["image"][3, 5])                        # a block inside the masked patch stays masked
+    framemap.build(files, man, scores, frames, 64, 256, tmp_path / "full.h5")       # no downsampling
+    np.testing.assert_array_equal(framemap.read(tmp_path / "full.h5")[("a.fits", "0", 0)]["image"], img)
     # heat: each cell the largest value of the tiles covering it
     expect_heat = np.full((25, 38), -np.inf)
     for (_, r), v in zip(man.iterrows(), scores["value"]):
