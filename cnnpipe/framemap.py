@@ -3,7 +3,8 @@
 A 4k x 4k frame is cut into thousands of tiles; a card showing one tile has no context. For the frames the
 report shows (those of its top anomalies, and the best-ranked frames with more than one tile) this module
 re-assembles the frame from its tiles in the frames shards at reduced resolution, and lays the tile scores
-over the same grid. Memory: one batch of tiles and one downsampled frame at a time, never a full frame.
+over the same grid. Memory: one strip of a frame (a tile high, the frame wide) and the tiles it touches at a
+time, never a full frame.
 """
 from __future__ import annotations
 
