@@ -163,12 +163,6 @@ def odd(d: Path) -> dict[str, str]:
     return out
 
 
-if __name__ == "__main__":
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "corpus")
-    print(len(good(root / "good")), "good files,", len(bad(root / "bad")), "bad files,",
-          len(odd(root / "odd")), "odd-but-readable files in", root)
-
-
 def wcs_frames(d: Path) -> dict[str, str]:
     """Three tiled frames for the sky-coordinate path: ``tan.fits`` with a rotated TAN WCS (100 x 150, so a
     swapped x/y shows), ``nowcs.fits`` without a WCS, ``broken.fits`` with a WCS astropy rejects (an unknown
@@ -188,3 +182,10 @@ def wcs_frames(d: Path) -> dict[str, str]:
                          CDELT1=-1e-4, CDELT2=1e-4)
     broken.writeto(d / "broken.fits")
     return {"tan.fits": "TAN", "nowcs.fits": "none", "broken.fits": "broken"}
+
+
+if __name__ == "__main__":
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "corpus")
+    print(len(good(root / "good")), "good files,", len(bad(root / "bad")), "bad files,",
+          len(odd(root / "odd")), "odd-but-readable files in", root)
+
