@@ -366,8 +366,13 @@ rule generate:
     output: samples="results/generate/samples.png", interpolation="results/generate/interpolation.png"
     shell: "false"
 
+rule frame_maps:
+    output: maps="results/frame_maps.h5"
+    shell: "false"
+
 include: "{repo}/workflow/rules/report.smk"
 """)
+    add_context(tmp_path / "results")
     (tmp_path / "results" / "generate").mkdir()
     for name in ("samples", "interpolation"):
         shutil.copyfile(repo / "docs" / "report.png", tmp_path / "results" / "generate" / f"{name}.png")
@@ -379,6 +384,7 @@ include: "{repo}/workflow/rules/report.smk"
     assert run.returncode == 0, run.stderr[-3000:]
     html = (tmp_path / target).read_text()
     assert len(re.findall(r'<article class="card"', html)) == K  # all gallery rows (report.top_k defaults to 24 > K)
+    assert len(re.findall(r'<figure class="framemap"', html)) == 3   # the rule passes results/frame_maps.h5
     run = subprocess.run(smk + ["--report", "report.zip", target], capture_output=True, text=True, timeout=300,
                          env=env)
     assert run.returncode == 0, run.stderr[-3000:]

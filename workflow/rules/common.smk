@@ -5,6 +5,7 @@ import os
 from cnnpipe.readers import resolve_inputs
 
 SHARDS = list(range(config["ingest"]["n_shards"]))
+LABELS = config["score"]["labels"]  # human labels: read by rank and shown (and kept) by the report
 DEMO_DIR = "results/demo"
 
 

@@ -1,6 +1,3 @@
-LABELS = config["score"]["labels"]
-
-
 rule corner_reference:
     input:
         frames=expand(rules.ingest.output.shard, shard=SHARDS),
