@@ -92,8 +92,8 @@ def cmd_regions(args) -> None:
 
 
 def cmd_frame_maps(args) -> None:
-    from .framemap import build, frames_to_show
-    from .manifest_read import read_frames, read_tiles
+    from .framemap import FRAME, build, frames_to_show
+    from .manifest_read import read_tiles
     from .report import read_csv
     from .shards import shard_number
 
@@ -101,9 +101,9 @@ def cmd_frame_maps(args) -> None:
     ranked = read_csv(args.anomalies)
     ids = ["source", "key", "index"]
     top = read_tiles(args.manifest, [*ids, "frame"], ranked.nsmallest(cfg.report.top_k, "rank")[ids])
-    show = frames_to_show(ranked, top, read_csv(args.by_frame), cfg.report.top_k, cfg.report.frame_maps)
-    frames = show.merge(read_frames(args.manifest), on=["source", "key", "frame"])
-    tiles = read_tiles(args.manifest, [*ids, "frame", "shard", "row", "y0", "x0"], frames[["source", "key", "frame"]])
+    show = frames_to_show(top, read_csv(args.by_frame), cfg.report.frame_maps)
+    tiles = read_tiles(args.manifest, [*ids, "frame", "shard", "row", "y0", "x0", "height", "width"], show)
+    frames = show.merge(tiles[[*FRAME, "height", "width"]].drop_duplicates(FRAME), on=FRAME)
     scores = ranked[ids].assign(value=ranked["score"].rank(pct=True))  # heat: the tile's score percentile
     n = build({shard_number(p): p for p in args.frames}, tiles, scores, frames, cfg.ingest.tile_size,
               cfg.report.frame_pixels, args.out)

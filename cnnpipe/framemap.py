@@ -78,14 +78,13 @@ def heat_map(y0: np.ndarray, x0: np.ndarray, values: np.ndarray, height: int, wi
     return np.where(np.isfinite(grid), grid, np.nan).astype(np.float32)
 
 
-def frames_to_show(ranked: pd.DataFrame, tiles: pd.DataFrame, by_frame: pd.DataFrame, top_k: int,
-                   n_maps: int) -> pd.DataFrame:
-    """``source, key, frame`` of the frames the report shows in context: those of the top ``top_k`` ranked
-    rows, and the ``n_maps`` best-ranked frames of more than one tile. ``tiles``: manifest rows of the
-    top rows (``source, key, index, frame``)."""
-    top = ranked.nsmallest(top_k, "rank")[["source", "key", "index"]].merge(tiles, on=["source", "key", "index"])
-    multi = by_frame[by_frame["tiles"] > 1].nsmallest(n_maps, "rank")
-    return pd.concat([top[FRAME], multi[FRAME]]).drop_duplicates(ignore_index=True)
+def frames_to_show(top: pd.DataFrame, by_frame: pd.DataFrame, n_maps: int) -> pd.DataFrame:
+    """``source, key, frame`` of the frames the report shows whole: those of the ``top`` rows (the gallery's,
+    with their ``frame``) and the ``n_maps`` best-ranked, each of more than one tile (a frame of one tile is
+    its own thumbnail). ``by_frame``: anomalies_by_frame.csv."""
+    multi = by_frame[by_frame["tiles"] > 1]
+    cards = top[FRAME].merge(multi[FRAME], on=FRAME)
+    return pd.concat([cards, multi.nsmallest(n_maps, "rank")[FRAME]]).drop_duplicates(ignore_index=True)
 
 
 def _rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:

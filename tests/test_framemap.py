@@ -52,13 +52,13 @@ def test_frame_from_its_tiles_equals_the_block_mean_of_the_frame(tmp_path):
     assert m["heat"][-1, -1] == scores["value"].max()        # the last tile (bottom right) scored highest
 
 
-def test_frames_to_show_takes_the_top_rows_frames_and_the_best_multi_tile_frames():
-    ranked = pd.DataFrame({"source": ["a", "b", "c", "a"], "key": "0", "index": [5, 0, 0, 1], "rank": [1, 2, 3, 4]})
-    tiles = pd.DataFrame({"source": ["a", "b"], "key": "0", "index": [5, 0], "frame": [1, 0]})
-    by_frame = pd.DataFrame({"source": ["a", "b", "c", "a"], "key": "0", "frame": [1, 0, 0, 0],
-                             "rank": [1, 2, 3, 4], "tiles": [4, 1, 1, 4]})
-    show = framemap.frames_to_show(ranked, tiles, by_frame, top_k=2, n_maps=2)
-    assert list(map(tuple, show.to_numpy())) == [("a", "0", 1), ("b", "0", 0), ("a", "0", 0)]
+def test_frames_to_show_takes_the_cards_tiled_frames_and_the_best_multi_tile_frames():
+    top = pd.DataFrame({"source": ["a", "b"], "key": "0", "frame": [1, 0]})     # the gallery's rows
+    by_frame = pd.DataFrame({"source": ["a", "b", "c", "a", "d"], "key": "0", "frame": [1, 0, 0, 0, 0],
+                             "rank": [1, 2, 3, 4, 5], "tiles": [4, 1, 1, 4, 9]})
+    show = framemap.frames_to_show(top, by_frame, n_maps=2)
+    assert list(map(tuple, show.to_numpy())) == [("a", "0", 1), ("a", "0", 0)]   # b: one tile; d: not in the top 2
+    assert len(framemap.frames_to_show(top, by_frame, n_maps=3)) == 3
 
 
 def test_boxed_outlines_the_tile_in_the_downsampled_frame():
