@@ -150,7 +150,10 @@ def cmd_rank(args) -> None:
     cfg = _cfg(args)
     labels = read_labels(args.labels)
     ranked, z = rank_scores(cfg, read_scores(args.scores), labels)
-    ranked = add_coordinates(ranked, read_frames(args.manifest), cfg.ingest.tile_size)
+    frames = read_frames(args.manifest)
+    for r in frames[frames.wcs_problem != ""].drop_duplicates(["source", "key"]).itertuples():
+        log.warning("%s [%s]: %s; its tiles get pixel coordinates only", r.source, r.key, r.wcs_problem)
+    ranked = add_coordinates(ranked, frames, cfg.ingest.tile_size)
     write_rank_outputs(ranked, z, args.anomalies, args.by_frame, args.latent_map)
     device = select(cfg.device, args.threads)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))

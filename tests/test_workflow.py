@@ -198,6 +198,7 @@ def test_region_files_box_each_top_tile_and_warn_about_a_broken_wcs(run):
     assert "WCS of wcs/broken.fits [0] ignored (pixel coordinates only): unusable WCS: Unrecognized projection" in log
     html = (wd / "results/report/index.html").read_text()
     assert "wcs/broken.fits" in html.split('id="wcs-problems"', 1)[1].split("</table>", 1)[0]
+    assert "wcs/broken.fits [0]: unusable WCS: Unrecognized projection" in (wd / "logs/rank.log").read_text()
 
 
 def test_report_shows_frames_in_context(run):
