@@ -1,7 +1,9 @@
 """Configuration: validate a dict against the schema (filling defaults) and parse it into typed sections.
 
 The schema (``cnnpipe/config.schema.yaml``, linked as ``workflow/schemas/config.schema.yaml``) is the one
-source of keys, types and defaults; the dataclasses here only give them names and types for the code.
+source of keys, types and defaults; the dataclasses here only give them names and types for the code. The
+defaults and the description of ``score.weights`` come from the component table (:mod:`cnnpipe.components`),
+filled into the schema when it is loaded, so a new component is one row there.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import components
 from .errors import UserError
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
@@ -25,7 +28,13 @@ class ConfigError(UserError, ValueError):
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The schema, with ``score.weights`` (default and description) filled from the component table."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    weights = schema["properties"]["score"]["properties"]["weights"]
+    weights["default"] = components.default_weights()
+    weights["description"] = weights["description"].rstrip() + " " + "; ".join(
+        f"{c.name}: {c.description}" for c in components.REGISTRY) + "."
+    return schema
 
 
 def _fill_defaults(validator_class):
@@ -124,6 +133,7 @@ class VAE:
     latent_dim: int
     beta: float
     kl_warmup_epochs: float
+    upsample: str
 
 
 @dataclass(frozen=True)

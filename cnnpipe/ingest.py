@@ -18,14 +18,15 @@ from .config import Config
 from .normalise import normalise_block
 from .pixel_outliers import STATS, outlier_maps
 from .progress import progress
-from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
+from .readers import Problem, plan_units, population, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
+from .tables import read_manifest, write_csv
 from .tiling import tiles, tiles_per_frame
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width", "status", "reason",
-                    "frame", "y0", "x0", "label", "header", "wcs", "wcs_problem"]
+                    "frame", "y0", "x0", "label", "header", "population", "wcs", "wcs_problem"]
 
 
 def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, int, int]],
@@ -85,6 +86,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                     rows.append(_row(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
                     log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
                 header = json.dumps(rec.header, default=str)
+                pop = population(unit.kind, printable(rec.source), rec.key)
                 if rec.wcs_problem:
                     log.warning("WCS of %s [%s] ignored (pixel coordinates only): %s", printable(rec.source),
                                 rec.key, rec.wcs_problem)
@@ -92,7 +94,8 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                 for t, (j, y0, x0) in enumerate(where):
                     index = (rec.start + j) * per_frame + t % per_frame  # the same whichever shard reads it
                     rows.append(_row(rec.source, rec.key, index, shard, writer.n + t, h, w, "ok", "",
-                                     rec.start + j, y0, x0, int(rec.labels[j]), header, rec.wcs, rec.wcs_problem))
+                                     rec.start + j, y0, x0, int(rec.labels[j]), header, pop, rec.wcs,
+                                     rec.wcs_problem))
                 if len(cut):
                     writer.append(frames=cut, **stats, label=rec.labels[[j for j, _, _ in where]].astype(np.int64))
         writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
@@ -106,26 +109,15 @@ def printable(path: str) -> str:
 
 
 def _row(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
-         header="{}", wcs="", wcs_problem="") -> dict:
+         header="{}", population="", wcs="", wcs_problem="") -> dict:
     return dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
-                status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header, wcs=wcs,
-                wcs_problem=wcs_problem)
-
-
-def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically (temp name, then rename)."""
-    with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""],
-                       dtype={"source": str, "key": str, "reason": str, "wcs": str, "wcs_problem": str})
+                status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header,
+                population=population, wcs=wcs, wcs_problem=wcs_problem)
 
 
 def merge_manifests(parts: list[str | Path], out: str | Path) -> pd.DataFrame:
     """Concatenate the per-shard manifests; raise ValueError when no input gave a single usable frame."""
-    df = pd.concat([read_csv(p) for p in parts], ignore_index=True)
+    df = pd.concat([read_manifest(p) for p in parts], ignore_index=True)
     df["reason"] = df["reason"].fillna("")
     if not (df["status"] == "ok").any():
         bad = df.drop_duplicates("source")

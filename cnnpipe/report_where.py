@@ -5,6 +5,7 @@ Arrays and plain dicts out; ``report`` turns the RGBA arrays into data URIs and 
 """
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,8 @@ import numpy as np
 import pandas as pd
 
 from . import framemap
+from .figures import data_uri, png_bytes
+from .sky import COLUMNS as SKY_COLUMNS
 
 
 def _finite(v: Any) -> bool:
@@ -33,12 +36,13 @@ def coordinates(row: pd.Series | None) -> dict | None:
     return out
 
 
-def card_frame(maps: dict, where: dict | None, tile: int) -> np.ndarray | None:
+def card_frame(maps: dict, card: dict, tile: int) -> np.ndarray | None:
     """RGBA of the card's whole frame, downsampled, with its tile outlined; None for an untiled frame
     (the input thumbnail is then the whole frame) or one without a view."""
+    where = card.get("where")
     if not where or not where["tiled"]:
         return None
-    m = maps.get((where["source"], where["key"], where["frame"]))
+    m = maps.get((card["source"], card["key"], where["frame"]))
     if m is None:
         return None
     h, w = min(tile, where["height"] - where["y0"]), min(tile, where["width"] - where["x0"])
@@ -80,8 +84,39 @@ def n_with_wcs(manifest: pd.DataFrame) -> int:
 def labels(path: str | Path | None) -> list[list]:
     """The human labels the page starts from, ``[source, key, index, label]`` each (the whole file, also
     rows not shown in the page, so the page's download keeps them)."""
-    from .score import read_labels
+    from .rank import read_labels
 
     df = read_labels(path)
     return [[str(s), str(k), int(i), str(lab)] for s, k, i, lab in
             zip(df["source"], df["key"], df["index"], df["label"])]
+
+
+def _uri(rgba: np.ndarray | None) -> str | None:
+    return None if rgba is None else data_uri(png_bytes(rgba))
+
+
+def _annotate_table(table: dict | None, df: pd.DataFrame, labelling: bool) -> None:
+    """Give a ranked table's rows their centre's coordinates; ``labelling``: rows get mark buttons."""
+    if table is None:
+        return
+    table["has_coords"], table["labelling"] = "x_image" in df, labelling
+    for row, (_, r) in zip(table["rows"], df.iterrows()):
+        row["coords"] = coordinates(r)
+
+
+def context(ctx: dict, anomalies: pd.DataFrame, by_frame: pd.DataFrame | None, manifest: pd.DataFrame,
+            paths: dict[str, Path], tile: int) -> dict:
+    """The page's where-is-it parts, added to the report's context ``ctx`` (whose gallery cards and table
+    rows this annotates in place); ``paths``: the optional ``frame_maps`` and ``labels`` files."""
+    maps = framemap.read(paths.get("frame_maps"))
+    by_rank = anomalies.set_index("rank", drop=False)
+    for card in ctx["gallery"]:
+        card["coords"] = coordinates(by_rank.loc[card["rank"]] if card["rank"] in by_rank.index else None)
+        card["frame_view"] = _uri(card_frame(maps, card, tile))
+    _annotate_table(ctx["table"], anomalies, labelling=True)
+    if by_frame is not None:
+        _annotate_table(ctx["frame_table"], by_frame.sort_values("rank", kind="stable"), labelling=False)
+    fmaps = frame_maps(maps, by_frame)
+    return {"frame_maps": [{**m, "image": _uri(m["image"]), "heat": _uri(m["heat"])} for m in fmaps],
+            "map_ranks": {m["rank"] for m in fmaps}, "wcs_problems": wcs_problems(manifest),
+            "n_wcs_frames": n_with_wcs(manifest), "labels": json.dumps(labels(paths.get("labels")))}

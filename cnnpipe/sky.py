@@ -102,7 +102,7 @@ def tile_coordinates(tiles: pd.DataFrame, tile: int) -> pd.DataFrame:
 
 def add_coordinates(ranked: pd.DataFrame, frames: pd.DataFrame, tile: int) -> pd.DataFrame:
     """``ranked`` (with ``source, key, frame, y0, x0``) plus :data:`COLUMNS`; ``frames``: one row per frame
-    with ``source, key, frame, height, width, wcs`` (:func:`cnnpipe.manifest_read.read_frames`)."""
+    with ``source, key, frame, height, width, wcs`` (:func:`cnnpipe.tables.read_frames`)."""
     geo = ranked[["source", "key", "frame", "y0", "x0"]].merge(
         frames[["source", "key", "frame", "height", "width", "wcs"]], on=["source", "key", "frame"], how="left")
     geo.index = ranked.index

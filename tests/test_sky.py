@@ -10,8 +10,9 @@ from astropy.wcs import WCS
 
 import corpus
 from cnnpipe import config, ingest, sky
-from cnnpipe.manifest_read import read_frames
-from cnnpipe.readers import Block, read_fits
+from cnnpipe.tables import read_frames
+from cnnpipe.readers.base import Block
+from cnnpipe.readers.fits import read_fits
 
 
 def _tan_header() -> fits.Header:
