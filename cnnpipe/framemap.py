@@ -18,10 +18,10 @@ from matplotlib import colormaps
 from matplotlib.colors import Normalize
 
 from .atomic import atomic_path
+from .figures import colourise, robust_range
 
 FRAME = ["source", "key", "frame"]
 BOX_RGB = (255, 59, 48)        # the tile's outline on the frame
-MASK_COLOUR = "#39ff14"        # masked pixels, as on the report's thumbnails
 
 
 def factor(height: int, width: int, pixels: int) -> int:
@@ -145,11 +145,8 @@ def read(path: str | Path) -> dict[tuple[str, str, int], dict]:
 # ---------------------------------------------------------------- arrays -> RGBA for the page
 
 def grey_rgba(image: np.ndarray) -> np.ndarray:
-    """The frame in grey over its 0.5-99.5 percentile range; masked pixels in MASK_COLOUR."""
-    finite = image[np.isfinite(image)]
-    lo, hi = (np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0))
-    cm = colormaps["gray"].with_extremes(bad=MASK_COLOUR)
-    return cm(Normalize(lo, hi if hi > lo else lo + 1, clip=True)(np.ma.masked_invalid(image)), bytes=True)
+    """The frame in grey over its 0.5-99.5 percentile range; masked pixels in the report's mask colour."""
+    return colourise(image, "gray", *robust_range(image))
 
 
 def boxed(rgba: np.ndarray, y0: int, x0: int, h: int, w: int, f: int) -> np.ndarray:
