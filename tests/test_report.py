@@ -475,7 +475,7 @@ def test_cards_show_where_the_tile_is_and_wcs_problems_warn(tmp_path):
 
 @pytest.mark.slow
 def test_labelling_in_chromium_downloads_a_labels_csv_the_workflow_reads(tmp_path):
-    from cnnpipe.score import read_labels
+    from cnnpipe.rank import read_labels
 
     sync_playwright = _browser()
     res = make_results(tmp_path)
