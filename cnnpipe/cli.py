@@ -8,8 +8,9 @@ import sys
 
 from . import __version__
 from .errors import UserError
-from .verbs import (cmd_config_docs, cmd_demo_data, cmd_denoise, cmd_generate, cmd_ingest, cmd_manifest,
-                    cmd_preprocess, cmd_rank, cmd_reference, cmd_report, cmd_score, cmd_train_cnn, cmd_train_vae)
+from .verbs import (cmd_config_docs, cmd_demo_data, cmd_denoise, cmd_frame_maps, cmd_generate, cmd_ingest,
+                    cmd_manifest, cmd_preprocess, cmd_rank, cmd_reference, cmd_regions, cmd_report, cmd_score,
+                    cmd_train_cnn, cmd_train_vae)
 
 log = logging.getLogger("cnnpipe")
 
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _data_verbs(verb)
     _ranking_verbs(verb)
+    _context_verbs(verb)
     _model_verbs(verb)
     return parser
 
@@ -96,7 +98,7 @@ def _ranking_verbs(verb) -> None:
 
     p = verb("rank", cmd_rank, "gather shard scores: latent kNN/Mahalanobis, ensemble, labels, ranked CSVs",
              "cnnpipe rank --config config/config.yaml out/scores/shard-*.parquet --labels config/labels.csv "
-             "--vae out/models/vae.pt --reference out/models/corner_reference.h5 "
+             "--manifest out/manifest.csv --vae out/models/vae.pt --reference out/models/corner_reference.h5 "
              "--frames out/frames/shard-*.h5 --features out/features/shard-*.h5 "
              "--anomalies out/anomalies.csv "
              "--by-frame out/anomalies_by_frame.csv --latent-map out/latent_map.csv "
@@ -106,6 +108,7 @@ def _ranking_verbs(verb) -> None:
     p.add_argument("--features", nargs="+", required=True,
                    help="every features shard from 'preprocess' (gallery Sobel maps and reconstructions)")
     p.add_argument("--labels", help="optional human labels CSV (source,key,index,label)")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV (tile positions and WCS, for coordinates)")
     p.add_argument("--vae", required=True, help="VAE checkpoint (for the gallery's reconstructions)")
     p.add_argument("--reference", required=True, help="corner reference from 'reference' (for the gallery's corner maps)")
     p.add_argument("--anomalies", required=True, help="ranked CSV to write (one row per frame or tile)")
@@ -119,7 +122,8 @@ def _ranking_verbs(verb) -> None:
              "--latent-map out/latent_map.csv --manifest out/manifest.csv "
              "--cnn-metrics out/models/cnn_metrics.csv --vae-metrics out/models/vae_metrics.csv "
              "--samples out/generate/samples.png --interpolation out/generate/interpolation.png "
-             "--benchmarks out/benchmarks --out out/report/index.html")
+             "--benchmarks out/benchmarks --frame-maps out/frame_maps.h5 --labels config/labels.csv "
+             "--out out/report/index.html")
     p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
     p.add_argument("--manifest", required=True, help="merged manifest CSV")
     for name, what in (("by-frame", "tiles rolled up to frames, from 'rank'"), ("gallery", "top-K arrays from 'rank'"),
@@ -129,7 +133,31 @@ def _ranking_verbs(verb) -> None:
                        ("interpolation", "PNG of a latent interpolation from 'generate'"),
                        ("benchmarks", "folder of Snakemake benchmark TSVs (run time per step)")):
         p.add_argument(f"--{name}", help=f"{what} (optional: the page says when it is missing)")
+    p.add_argument("--frame-maps", help="whole-frame views from 'frame-maps' (optional)")
+    p.add_argument("--labels", help="human labels CSV (optional): shown in the page and kept in its download")
     p.add_argument("--out", required=True, help="HTML page to write")
+
+
+def _context_verbs(verb) -> None:
+    """Verbs that say where the anomalies are: DS9 region files, whole-frame views for the report."""
+    p = verb("regions", cmd_regions, "DS9 region files of the top-ranked tiles, one per FITS frame (sky boxes "
+             "where the frame has a celestial WCS, else pixel boxes)",
+             "cnnpipe regions --config config/config.yaml --anomalies out/anomalies.csv "
+             "--manifest out/manifest.csv --out out/regions")
+    p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV (tile positions, each frame's WCS)")
+    p.add_argument("--out", required=True, help="folder to write (replaced as a whole)")
+
+    p = verb("frame-maps", cmd_frame_maps, "the report's whole-frame views: the frames it shows, downsampled "
+             "from the frames shards, with a heat map of their tile scores",
+             "cnnpipe frame-maps --config config/config.yaml --anomalies out/anomalies.csv "
+             "--by-frame out/anomalies_by_frame.csv --manifest out/manifest.csv "
+             "--out out/frame_maps.h5 out/frames/shard-*.h5")
+    p.add_argument("frames", nargs="+", help="frames shards from 'ingest'")
+    p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
+    p.add_argument("--by-frame", required=True, help="frame roll-up CSV from 'rank'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV")
+    p.add_argument("--out", required=True, help="HDF5 to write")
 
 
 def _model_verbs(verb) -> None:

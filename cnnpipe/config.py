@@ -166,6 +166,9 @@ class Score:
 class Report:
     top_k: int
     table_rows: int
+    region_boxes: int
+    frame_maps: int
+    frame_pixels: int
 
 
 @dataclass(frozen=True)

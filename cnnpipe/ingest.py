@@ -26,7 +26,7 @@ from .tiling import tiles, tiles_per_frame
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width", "status", "reason",
-                    "frame", "y0", "x0", "label", "header", "population"]
+                    "frame", "y0", "x0", "label", "header", "population", "wcs", "wcs_problem"]
 
 
 def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, int, int]],
@@ -87,11 +87,15 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                     log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
                 header = json.dumps(rec.header, default=str)
                 pop = population(unit.kind, printable(rec.source), rec.key)
+                if rec.wcs_problem:
+                    log.warning("WCS of %s [%s] ignored (pixel coordinates only): %s", printable(rec.source),
+                                rec.key, rec.wcs_problem)
                 per_frame = tiles_per_frame(h, w, size, cfg.ingest.tile_overlap)
                 for t, (j, y0, x0) in enumerate(where):
                     index = (rec.start + j) * per_frame + t % per_frame  # the same whichever shard reads it
                     rows.append(_row(rec.source, rec.key, index, shard, writer.n + t, h, w, "ok", "",
-                                     rec.start + j, y0, x0, int(rec.labels[j]), header, pop))
+                                     rec.start + j, y0, x0, int(rec.labels[j]), header, pop, rec.wcs,
+                                     rec.wcs_problem))
                 if len(cut):
                     writer.append(frames=cut, **stats, label=rec.labels[[j for j, _, _ in where]].astype(np.int64))
         writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
@@ -105,10 +109,10 @@ def printable(path: str) -> str:
 
 
 def _row(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
-         header="{}", population="") -> dict:
+         header="{}", population="", wcs="", wcs_problem="") -> dict:
     return dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
                 status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header,
-                population=population)
+                population=population, wcs=wcs, wcs_problem=wcs_problem)
 
 
 def merge_manifests(parts: list[str | Path], out: str | Path) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from .config import Config
 from .errors import UserError
 from .population import population
 from .score import CARRIED, ID
+from .sky import COLUMNS as SKY_COLUMNS
 from .tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -121,14 +122,17 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
 
 
 def by_frame(ranked: pd.DataFrame) -> pd.DataFrame:
-    """Roll tiles up to their frame: each column the max over the frame's tiles, re-ranked."""
+    """Roll tiles up to their frame: each score the max over the frame's tiles, re-ranked; the sky columns
+    (when present) are those of the frame's highest-scoring tile."""
     comps = component_columns(ranked)
     g = ranked.groupby(["source", "key", "frame"], sort=False)
     out = g[["score", *comps]].max().reset_index()
     out["tiles"] = g.size().to_numpy()
+    where = [c for c in SKY_COLUMNS if c in ranked]
+    out = pd.concat([out, ranked.loc[g["score"].idxmax().to_numpy(), where].reset_index(drop=True)], axis=1)
     out = out.sort_values(["score", "source", "key", "frame"], ascending=[False, True, True, True])
     out["rank"] = np.arange(1, len(out) + 1)
-    return out[["source", "key", "frame", "score", "rank", *comps, "tiles"]]
+    return out[["source", "key", "frame", "score", "rank", *comps, "tiles", *where]]
 
 
 def latent_map(ranked: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:

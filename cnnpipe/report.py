@@ -26,7 +26,7 @@ import pandas as pd
 import yaml
 from markupsafe import Markup
 
-from . import components
+from . import components, report_where
 from .atomic import atomic_path
 from .config import Config
 from .errors import UserError
@@ -38,7 +38,7 @@ log = logging.getLogger("cnnpipe")
 
 TEMPLATES = Path(__file__).with_name("templates")
 BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label",  # ids and bookkeeping,
-                "tiles", "shard", "row", "y0", "x0", "height", "width")     # never component scores
+                "tiles", "shard", "row", "y0", "x0", "height", "width", *report_where.SKY_COLUMNS)  # not scores
 PACKAGES = ("cnnpipe", "torch", "numpy", "astropy", "h5py", "snakemake")
 
 
@@ -54,6 +54,7 @@ class ReportInputs:
     metrics: dict[str, Path] = field(default_factory=dict)    # model kind -> metrics CSV
     generated: dict[str, Path] = field(default_factory=dict)  # "samples" / "interpolation" -> PNG
     benchmarks: Path | None = None                             # folder of Snakemake benchmark TSVs
+    where: dict[str, Path] = field(default_factory=dict)      # "frame_maps" / "labels" (report_where)
 
 
 @dataclass
@@ -272,6 +273,7 @@ def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
         "generated": generated,
         "mask_colour": MASK_COLOUR,
     }
+    ctx.update(report_where.context(ctx, anomalies, by_frame, manifest, inputs.where, cfg.ingest.tile_size))
     return ctx, Figures(latent_map=lm_png, training_curves=curves_png)
 
 

@@ -9,6 +9,7 @@ from typing import Iterator
 import numpy as np
 from astropy.io import fits
 
+from ..sky import capture
 from .base import Block, Problem, Record, Unit, float_frames, one_line
 
 NAME = "fits"
@@ -72,11 +73,12 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                                                      f"bytes but the file has {size}")
                         continue
                     header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
+                    wcs, wcs_problem = capture(hdu.header, *shape[-2:])
                     planes = shape[0] if len(shape) == 3 else 1
                     for start in range(0, planes, chunk_frames):
                         block = hdu.section[start:start + chunk_frames] if len(shape) == 3 else hdu.data[None]
                         block = float_frames(block)
-                        yield Block(path, key, start, block, np.full(len(block), -1), header)
+                        yield Block(path, key, start, block, np.full(len(block), -1), header, wcs, wcs_problem)
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
         yield Problem(path, "", -1, f"unreadable FITS: {one_line(exc)}")
         return

@@ -6,6 +6,7 @@ from cnnpipe.components import models_needed
 from cnnpipe.readers import resolve_inputs
 
 SHARDS = list(range(config["ingest"]["n_shards"]))
+LABELS = config["score"]["labels"]  # human labels: read by rank and shown (and kept) by the report
 # The CNN is trained (and scored) only when a score component computed from it has a weight above 0
 # (score.weights.cnn, 0 by default): its rule is then not part of the run.
 TRAIN_CNN = "cnn" in models_needed(config["score"]["weights"])
