@@ -41,7 +41,7 @@ def cmd_ingest(args) -> None:
     cfg = _cfg(args)
     if not 0 <= args.shard < cfg.ingest.n_shards:
         raise UserError(f"--shard {args.shard} is outside 0..{cfg.ingest.n_shards - 1}")
-    rows = ingest_shard(cfg, args.shard, args.out)
+    rows = ingest_shard(cfg, args.shard, args.out, tuple(args.exclude), tuple(args.keep))
     write_csv(rows, args.manifest)
     ok = rows["status"] == "ok"
     log.info("shard %d: %d frames ingested, %d quarantined -> %s", args.shard, ok.sum(), (~ok).sum(), args.out)
@@ -210,6 +210,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shard", type=int, required=True, help="shard number, 0..n_shards-1")
     p.add_argument("--out", required=True, help="shard HDF5 to write")
     p.add_argument("--manifest", required=True, help="this shard's manifest CSV to write")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="DIR",
+                   help="folders never read as inputs: the workflow's own outputs (results, logs...)")
+    p.add_argument("--keep", nargs="*", default=[], metavar="DIR",
+                   help="folders inside an excluded one that are inputs after all (the demo data)")
 
     p = verb("manifest", cmd_manifest, "merge per-shard manifests; fail when no input was usable",
              "cnnpipe manifest results/frames/manifest-*.csv --out results/manifest.csv")

@@ -15,7 +15,9 @@ from typing import Any
 import jsonschema
 import yaml
 
+from .config_checks import problems
 from .errors import UserError
+from .limits import Limits
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -72,6 +74,8 @@ def validate(raw: dict | None) -> dict:
     errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: len(e.absolute_path))
     if errors:
         raise ConfigError(_explain(errors[0], schema))
+    if found := problems(data):
+        raise ConfigError(found[0])
     return data
 
 
@@ -90,6 +94,7 @@ class Ingest:
     hdf5_dataset: str | None
     hdf5_labels: str | None
     chunk_frames: int
+    limits: Limits
     pixel_outliers: bool
     normalise: Normalise
 
@@ -134,6 +139,7 @@ class Train:
     lr: float
     weight_decay: float
     patience: int
+    keep_checkpoint: bool
     amp: bool
     cnn: CNN
     vae: VAE
@@ -148,6 +154,7 @@ class Score:
     corner_sigma: float
     line_angles: int
     top_fraction: float
+    min_population: int
     labels: str
     label_neighbours: int
 
@@ -194,7 +201,7 @@ class Config:
 def parse(raw: dict | None) -> Config:
     """Validate ``raw`` and build the typed Config."""
     d = validate(raw)
-    ing = dict(d["ingest"], normalise=Normalise(**d["ingest"]["normalise"]))
+    ing = dict(d["ingest"], normalise=Normalise(**d["ingest"]["normalise"]), limits=Limits(**d["ingest"]["limits"]))
     tr = dict(d["train"], cnn=CNN(**d["train"]["cnn"]), vae=VAE(**d["train"]["vae"]))
     return Config(
         inputs=d["inputs"], seed=d["seed"], device=d["device"], demo=Demo(**d["demo"]),

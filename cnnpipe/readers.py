@@ -5,7 +5,6 @@ bad file never stops a run. Frames come out as float32 arrays with NaN marking m
 """
 from __future__ import annotations
 
-import glob
 import math
 import os
 import warnings
@@ -15,6 +14,10 @@ from typing import Iterator, Union
 import h5py
 import numpy as np
 from astropy.io import fits
+
+from . import discover
+from .limits import (Limits, bytes_problem, frame_problem, frames_per_read, gzip_size, hdf5_link_problem,
+                     hdf5_storage_problem, regular_file_problem)
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -67,29 +70,10 @@ def file_kind(path: str) -> str | None:
     return None
 
 
-def resolve_inputs(entries: list[str]) -> list[tuple[str, str]]:
-    """Expand files, folders (recursive) and globs into sorted ``(path, problem)`` pairs; problem '' = fine."""
-    out: list[tuple[str, str]] = []
-    for entry in entries:
-        if os.path.isdir(entry):
-            found = sorted(
-                os.path.join(root, f)
-                for root, _, files in os.walk(entry)
-                for f in files
-                if file_kind(f)
-            )
-            out += [(p, "") for p in found] or [(entry, "folder holds no FITS or HDF5 files")]
-        elif os.path.exists(entry):
-            out.append((entry, "" if file_kind(entry) else
-                        "unknown file type (expected .fits/.fit/.fts[.gz], .fz, .h5 or .hdf5)"))
-        elif glob.has_magic(entry):
-            found = sorted(p for p in glob.glob(entry, recursive=True) if os.path.isfile(p))
-            out += [(p, "" if file_kind(p) else "unknown file type") for p in found] or [
-                (entry, "pattern matches no files")]
-        else:
-            out.append((entry, "path does not exist"))
-    seen: set[str] = set()
-    return [x for x in out if not (x[0] in seen or seen.add(x[0]))]
+def resolve_inputs(entries: list[str], exclude: tuple[str, ...] = (), keep: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Expand files, folders (recursive) and globs into sorted ``(path, problem)`` pairs; problem '' = fine.
+    ``exclude``/``keep``: the workflow's own output folders, never read (see :mod:`cnnpipe.discover`)."""
+    return discover.resolve(entries, file_kind, exclude, keep)
 
 
 def find_hdf5_dataset(f: h5py.File, name: str | None) -> h5py.Dataset:
@@ -119,8 +103,10 @@ def check_hdf5_dataset(ds: h5py.Dataset) -> None:
         raise ValueError(f"dataset '{ds.name}' has dtype {ds.dtype}, need integer or float pixels")
 
 
-def plan_units(paths: list[tuple[str, str]], n_shards: int, hdf5_dataset: str | None) -> list[Unit]:
-    """Split resolved inputs into units: one per FITS file, ``n_shards`` frame ranges per HDF5 dataset."""
+def plan_units(paths: list[tuple[str, str]], n_shards: int, hdf5_dataset: str | None,
+               limits: Limits = Limits()) -> list[Unit]:
+    """Split resolved inputs into units: one per FITS file, ``n_shards`` frame ranges per HDF5 dataset.
+    An HDF5 dataset outside ``limits`` or whose data lives in another file is one quarantined unit."""
     units: list[Unit] = []
     for path, problem in paths:
         kind = file_kind(path) if not problem else None
@@ -128,9 +114,13 @@ def plan_units(paths: list[tuple[str, str]], n_shards: int, hdf5_dataset: str | 
             units.append(Unit(path, "fits"))
         elif kind == "hdf5":
             try:
+                if why := regular_file_problem(path) or (hdf5_dataset and _hdf5_link(path, hdf5_dataset)):
+                    raise ValueError(why)
                 with h5py.File(path, "r") as f:
                     ds = find_hdf5_dataset(f, hdf5_dataset)
                     check_hdf5_dataset(ds)
+                    if why := hdf5_storage_problem(ds) or _hdf5_limits(ds, path, limits):
+                        raise ValueError(why)
                     n, key = ds.shape[0], ds.name
             except Exception as exc:  # noqa: BLE001 - any unreadable file is quarantined, not fatal
                 units.append(Unit(path, "bad", reason=_one_line(exc)))
@@ -144,22 +134,38 @@ def plan_units(paths: list[tuple[str, str]], n_shards: int, hdf5_dataset: str | 
     return units
 
 
+def _hdf5_link(path: str, name: str) -> str | None:
+    with h5py.File(path, "r") as f:
+        return hdf5_link_problem(f, name)
+
+
+def _hdf5_limits(ds: h5py.Dataset, path: str, limits: Limits) -> str | None:
+    h, w = ds.shape[-2:]
+    return (frame_problem(h, w, limits, f"dataset '{ds.name}'")
+            or bytes_problem(ds.nbytes, os.path.getsize(path), limits, f"dataset '{ds.name}'"))
+
+
 def shard_units(units: list[Unit], shard: int, n_shards: int) -> list[Unit]:
     """The units ingest job ``shard`` reads: every ``n_shards``-th, so files spread evenly over shards."""
     return units[shard::n_shards]
 
 
-def read_unit(unit: Unit, chunk_frames: int = 64, hdf5_labels: str | None = None) -> Iterator[Record]:
-    """Yield the frames (or problems) of one unit, reading at most ``chunk_frames`` frames at a time."""
+def read_unit(unit: Unit, chunk_frames: int = 64, hdf5_labels: str | None = None,
+              limits: Limits = Limits()) -> Iterator[Record]:
+    """Yield the frames (or problems) of one unit, reading at most ``chunk_frames`` frames (and at most
+    ``limits.max_read_bytes``) at a time."""
     if unit.kind == "bad":
         yield Problem(unit.source, unit.key, -1, unit.reason)
     elif unit.kind == "fits":
-        yield from read_fits(unit.source, chunk_frames)
+        yield from read_fits(unit.source, chunk_frames, limits)
     else:
-        yield from read_hdf5(unit, chunk_frames, hdf5_labels)
+        yield from read_hdf5(unit, chunk_frames, hdf5_labels, limits)
 
 
 def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return ("out of memory (lower ingest.limits.max_frame_pixels or max_read_bytes, or give the job "
+                "more memory)")
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]
 
@@ -179,8 +185,12 @@ def _is_image(hdu) -> bool:
     return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
 
 
-def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
-    """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy."""
+def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> Iterator[Record]:
+    """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy.
+    A gzip file's inflated size and every HDU's declared size are checked against ``limits`` first."""
+    if why := regular_file_problem(path):  # a FIFO named x.fits would block open() forever
+        yield Problem(path, "", -1, why)
+        return
     try:  # a broken link, a vanished file or one without read permission: say so instead of crashing
         size = os.path.getsize(path)
         open(path, "rb").close()
@@ -190,7 +200,12 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
     if size == 0:
         yield Problem(path, "", -1, "empty file (0 bytes)")
         return
-    images = 0
+    gzipped = path.lower().endswith(".gz")
+    data_bytes, why = gzip_size(path, limits) if gzipped else (size, None)  # bytes astropy will see
+    if why:
+        yield Problem(path, "", -1, why)
+        return
+    images, declared = 0, 0
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -211,15 +226,27 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                     if len(shape) not in (2, 3):
                         yield Problem(path, key, -1, f"HDU {i} has {len(shape)}-D data {shape}, need 2-D or 3-D")
                         continue
-                    compressed = isinstance(hdu, fits.CompImageHDU) or path.lower().endswith(".gz")
-                    if not compressed and hdu.size > size:  # size: data bytes the header declares
+                    if not isinstance(hdu, fits.CompImageHDU) and hdu.size > data_bytes:
                         yield Problem(path, key, -1, f"truncated: HDU {i} declares {hdu.size} data "
-                                                     f"bytes but the file has {size}")
+                                                     f"bytes but the file has {data_bytes}")
+                        continue
+                    declared += hdu.size  # data bytes the header declares (uncompressed, for .fz)
+                    if why := (frame_problem(*shape[-2:], limits, f"HDU {i}")
+                               or bytes_problem(declared, size, limits, f"up to HDU {i}, the file")):
+                        yield Problem(path, key, -1, why)
                         continue
                     header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
                     planes = shape[0] if len(shape) == 3 else 1
-                    for start in range(0, planes, chunk_frames):
-                        block = hdu.section[start:start + chunk_frames] if len(shape) == 3 else hdu.data[None]
+                    step = frames_per_read(shape[-1] * shape[-2] * 8, chunk_frames, limits)
+                    for start in range(0, planes, step):
+                        try:
+                            block = hdu.section[start:start + step] if len(shape) == 3 else hdu.data[None]
+                        except (ValueError, IndexError) as exc:
+                            if not isinstance(hdu, fits.CompImageHDU):
+                                raise
+                            yield Problem(path, key, -1, f"HDU {i}: compressed tile data missing or truncated "
+                                                         f"for its declared {shape} image ({_one_line(exc)})")
+                            break
                         block = _float_frames(block)
                         yield Block(path, key, start, block, np.full(len(block), -1), header)
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
@@ -229,18 +256,25 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
         yield Problem(path, "", -1, "no image data (header only or table HDUs only)")
 
 
-def read_hdf5(unit: Unit, chunk_frames: int = 64, labels_name: str | None = None) -> Iterator[Record]:
-    """Frames ``unit.start:unit.stop`` of an HDF5 dataset, read in chunks; (N,C,H,W) is averaged over C."""
+def read_hdf5(unit: Unit, chunk_frames: int = 64, labels_name: str | None = None,
+              limits: Limits = Limits()) -> Iterator[Record]:
+    """Frames ``unit.start:unit.stop`` of an HDF5 dataset, read in chunks of at most ``chunk_frames`` frames
+    and ``limits.max_read_bytes`` bytes; (N,C,H,W) is averaged over C."""
     try:
         with h5py.File(unit.source, "r") as f:
             ds = f[unit.key]
-            labels = f[labels_name] if labels_name and labels_name in f else None
+            if labels_name and hdf5_link_problem(f, labels_name):  # missing, or another file's: no labels
+                labels_name = None
+            labels = f[labels_name] if labels_name else None
+            if labels is not None and (not isinstance(labels, h5py.Dataset) or hdf5_storage_problem(labels)):
+                labels = None
             if labels is not None and (labels.ndim != 1 or labels.shape[0] != ds.shape[0]):
                 labels = None
             attrs = {k: (v.decode(errors="replace") if isinstance(v, bytes) else v)
                      for k, v in ds.attrs.items() if np.ndim(v) == 0}
-            for start in range(unit.start, unit.stop, chunk_frames):
-                stop = min(unit.stop, start + chunk_frames)
+            step = frames_per_read(int(np.prod(ds.shape[1:])) * max(ds.dtype.itemsize, 4), chunk_frames, limits)
+            for start in range(unit.start, unit.stop, step):
+                stop = min(unit.stop, start + step)
                 block = _float_frames(ds[start:stop])
                 if block.ndim == 4:
                     block = block.mean(axis=1)

@@ -1,0 +1,136 @@
+"""Resource limits per input and the rule that an input reads only itself.
+
+A hostile or broken input must cost a bounded amount of memory, time and disk, and must never make cnnpipe
+read another file. The readers ask these functions before they read: each returns a one-line reason (the
+file is quarantined with it) or ``None``. Limits come from ``ingest.limits`` in the config.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+import stat
+import zlib
+from dataclasses import dataclass
+
+import h5py
+
+
+@dataclass(frozen=True)
+class Limits:
+    """``ingest.limits``: what one input may cost (see config/README.md)."""
+
+    max_frame_pixels: int = 2 ** 24
+    max_file_bytes: int = 2 ** 31
+    max_read_bytes: int = 2 ** 28
+    min_frame_side: int = 8
+
+
+def frame_problem(height: int, width: int, limits: Limits, what: str) -> str | None:
+    """Refuse frames too large to hold in memory or too small to carry any structure.
+
+    ``max_frame_pixels`` bounds one frame (it is read whole); ``min_frame_side``: a frame narrower than that is
+    almost all padding once it is padded to a tile, so a (20000, 1, 1) cube would become 20000 tiles of NaN
+    (a shard thousands of times the input's size) with nothing for the Sobel filter or the models to see.
+    """
+    if height * width > limits.max_frame_pixels:
+        return (f"{what} declares {height}x{width} = {height * width} pixels per frame, more than "
+                f"ingest.limits.max_frame_pixels ({limits.max_frame_pixels})")
+    if min(height, width) < limits.min_frame_side:
+        return (f"{what} has {height}x{width} pixel frames, smaller than ingest.limits.min_frame_side "
+                f"({limits.min_frame_side}): too small to tile")
+    return None
+
+
+def bytes_problem(declared: int, on_disk: int, limits: Limits, what: str) -> str | None:
+    """Refuse an input that expands beyond its own size by more than ``max_file_bytes``.
+
+    A file may always yield as many bytes as it holds (a 20 GB uncompressed HDF5 file is fine); compression,
+    unwritten HDF5 chunks (read as the fill value) or a header promising more data than present may not
+    make it yield more than ``max_file_bytes``.
+    """
+    if declared > max(limits.max_file_bytes, on_disk):
+        return (f"{what} declares {declared} bytes of data from {on_disk} bytes on disk, more than "
+                f"ingest.limits.max_file_bytes ({limits.max_file_bytes})")
+    return None
+
+
+def frames_per_read(frame_bytes: int, chunk_frames: int, limits: Limits) -> int:
+    """Frames read at once: at most ``chunk_frames`` and at most ``max_read_bytes`` (at least one)."""
+    return max(1, min(chunk_frames, limits.max_read_bytes // max(frame_bytes, 1)))
+
+
+_KINDS = {stat.S_ISFIFO: "a named pipe", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",
+          stat.S_ISSOCK: "a socket", stat.S_ISDIR: "a folder"}
+
+
+def not_regular(mode: int) -> str | None:
+    """Why a file of this ``st_mode`` is not read (it is not a regular file), or None."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _KINDS.items() if test(mode)), "not a regular file")
+    return f"{kind}, not a regular file: not opened"
+
+
+def regular_file_problem(path: str) -> str | None:
+    """Check ``path`` with stat only (never open: opening a FIFO blocks until a writer comes)."""
+    try:
+        return not_regular(os.stat(path).st_mode)
+    except OSError as exc:
+        return f"cannot open: {exc.strerror or exc}"
+
+
+def gzip_size(path: str, limits: Limits) -> tuple[int | None, str | None]:
+    """Bytes a gzip file inflates to, measured by streaming (memory: one 1 MiB block), or a reason.
+
+    Stops as soon as the count passes ``max_file_bytes``: a 1 MB file inflating to 1 GiB costs one pass of
+    zlib up to the limit, never the memory.
+    """
+    total = 0
+    try:
+        with gzip.open(path, "rb") as f:
+            while block := f.read(2 ** 20):
+                total += len(block)
+                if total > limits.max_file_bytes:
+                    return None, (f"gzip data inflates to more than ingest.limits.max_file_bytes "
+                                  f"({limits.max_file_bytes}) from {os.path.getsize(path)} bytes")
+    except (OSError, EOFError, zlib.error) as exc:
+        return None, f"unreadable gzip data: {' '.join(str(exc).split())}"
+    return total, None
+
+
+# ---- HDF5: an input must never make h5py open another file --------------------------------------------
+def hdf5_link_problem(f: h5py.File, name: str, depth: int = 0) -> str | None:
+    """Walk ``name`` one path component at a time without following external links; follow soft links
+    (inside the file) up to 16 deep. Returns why the path cannot be used, or None."""
+    if depth > 16:
+        return f"'{name}': more than 16 soft links deep"
+    path = ""
+    for part in [p for p in name.split("/") if p]:
+        path += "/" + part
+        try:
+            link = f.get(path, getlink=True)
+        except (KeyError, OSError, RuntimeError, TypeError):
+            link = None
+        if link is None:
+            return f"no dataset '{name}'"
+        if isinstance(link, h5py.ExternalLink):
+            return (f"'{path}' is an external link to {link.filename}:{link.path}; "
+                    "an input is read only from itself (copy the data into the file)")
+        if isinstance(link, h5py.SoftLink):
+            target = link.path if link.path.startswith("/") else path.rsplit("/", 1)[0] + "/" + link.path
+            rest = name.strip("/")[len(path.strip("/")):]
+            return hdf5_link_problem(f, target + rest, depth + 1)
+    return None
+
+
+def hdf5_storage_problem(ds: h5py.Dataset) -> str | None:
+    """Refuse datasets whose pixels live in other files: virtual datasets and external raw storage."""
+    if ds.is_virtual:
+        return (f"dataset '{ds.name}' is a virtual dataset mapping other files; "
+                "an input is read only from itself")
+    n = ds.id.get_create_plist().get_external_count()
+    if n:
+        names = ", ".join(ds.id.get_create_plist().get_external(i)[0].decode(errors="replace") for i in range(min(n, 3)))
+        return (f"dataset '{ds.name}' keeps its data in {n} external file(s) ({names}); "
+                "an input is read only from itself")
+    return None
