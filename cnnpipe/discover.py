@@ -5,9 +5,9 @@
   names is listed once.
 - Only regular files are listed for reading; a named pipe, device or socket named like an input is listed
   with a reason and never opened (opening a FIFO blocks until someone writes to it).
-- ``exclude``: folders the workflow writes (``results``, ``logs``...), never entered by a walk and refused
-  when named, except inside the ``keep`` folders (the demo data the workflow makes for itself), so
-  ``inputs: ["."]`` does not re-ingest the pipeline's own shards.
+- ``exclude``: folders the workflow writes (``results``, ``logs``...), never entered by a walk, so
+  ``inputs: ["."]`` does not re-ingest the pipeline's own shards; an entry naming a path inside them is
+  refused, except inside the ``keep`` folders (the demo data the workflow makes for itself).
 """
 from __future__ import annotations
 
@@ -23,9 +23,11 @@ Kind = Callable[[str], "str | None"]
 
 
 class _Outputs:
-    """Which real paths are the workflow's own outputs (inside ``exclude``, not inside ``keep``)."""
+    """The workflow's own output folders: never entered by a walk (matched by device and inode, so any
+    path or link to them counts); an entry naming a path inside them is refused unless it lies in ``keep``."""
 
     def __init__(self, exclude: Iterable[str], keep: Iterable[str]):
+        self.ids = {(st.st_dev, st.st_ino) for st in map(_stat, exclude) if st is not None}
         self.exclude = [os.path.realpath(p) for p in exclude]
         self.keep = [os.path.realpath(p) for p in keep]
 
@@ -33,14 +35,19 @@ class _Outputs:
     def _within(path: str, roots: list[str]) -> bool:
         return any(path == r or path.startswith(r.rstrip(os.sep) + os.sep) for r in roots)
 
-    def owns(self, path: str) -> bool:
-        real = os.path.realpath(path)
+    def owns(self, entry: str) -> bool:
+        """Is this entry (a path given in the config) inside an output folder and not kept?"""
+        if not self.exclude:
+            return False
+        real = os.path.realpath(entry)
         return self._within(real, self.exclude) and not self._within(real, self.keep)
 
-    def enter(self, folder: str) -> bool:
-        """A walk enters a folder that is not an output, or one on the way to a kept folder."""
-        real = os.path.realpath(folder)
-        return not self.owns(folder) or any(k.startswith(real.rstrip(os.sep) + os.sep) for k in self.keep)
+
+def _stat(path: str) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except OSError:
+        return None
 
 
 def walk(root: str, outputs: _Outputs, kind: Kind,
@@ -70,9 +77,9 @@ def walk(root: str, outputs: _Outputs, kind: Kind,
                     yield e.path, None, f"cannot open: {exc.strerror or exc}"
                 continue
             if stat.S_ISDIR(est.st_mode):
-                if (max_depth is None or depth < max_depth) and outputs.enter(e.path):
+                if (max_depth is None or depth < max_depth) and (est.st_dev, est.st_ino) not in outputs.ids:
                     subfolders.append(e.path)
-            elif kind(e.name) and not outputs.owns(e.path):
+            elif kind(e.name):
                 yield e.path, est, ""
         stack += [(p, depth + 1) for p in reversed(subfolders)]
 

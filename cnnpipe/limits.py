@@ -7,9 +7,10 @@ file is quarantined with it) or ``None``. Limits come from ``ingest.limits`` in 
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import stat
-import zlib
 from dataclasses import dataclass
 
 import h5py
@@ -79,23 +80,86 @@ def regular_file_problem(path: str) -> str | None:
         return f"cannot open: {exc.strerror or exc}"
 
 
-def gzip_size(path: str, limits: Limits) -> tuple[int | None, str | None]:
-    """Bytes a gzip file inflates to, measured by streaming (memory: one 1 MiB block), or a reason.
+# ---- FITS: astropy reads only as far as the headers declare ------------------------------------------
+#: bytes astropy may read looking for the next header after the last declared HDU (10k+ cards)
+HEADER_BYTES = 2 ** 24
 
-    Stops as soon as the count passes ``max_file_bytes``: a 1 MB file inflating to 1 GiB costs one pass of
-    zlib up to the limit, never the memory.
+
+class ReadPastLimit(Exception):
+    """A read or seek beyond what the file's headers declared (not an OSError: astropy must not take it
+    for the end of the file)."""
+
+
+class BoundedReader(io.RawIOBase):
+    """A binary file (gzip-inflated when its name ends in .gz) that refuses to read past ``limit``.
+
+    astropy looks for a header after every HDU by reading 2880-byte blocks until it finds an END card: a
+    gzip stream of zeros after a small image (1 MB on disk, 1 GiB inflated) kept it reading for minutes
+    and took 2 GB. The reader raises ``limit`` to the end of each HDU it accepts, plus HEADER_BYTES.
+    Seeks only move a position: a gzip stream is inflated up to it when (and if) a read follows, so
+    skipping a declared but refused HDU costs nothing.
     """
-    total = 0
-    try:
-        with gzip.open(path, "rb") as f:
-            while block := f.read(2 ** 20):
-                total += len(block)
-                if total > limits.max_file_bytes:
-                    return None, (f"gzip data inflates to more than ingest.limits.max_file_bytes "
-                                  f"({limits.max_file_bytes}) from {os.path.getsize(path)} bytes")
-    except (OSError, EOFError, zlib.error) as exc:
-        return None, f"unreadable gzip data: {' '.join(str(exc).split())}"
-    return total, None
+
+    def __init__(self, path: str, limit: int = HEADER_BYTES):
+        super().__init__()
+        self.name, self.mode, self.limit = path, "rb", limit
+        self._f = gzip.open(path, "rb") if path.lower().endswith(".gz") else open(path, "rb")
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0 or self._pos + size > self.limit:
+            raise ReadPastLimit(f"more data than its headers declare (reading stopped at byte {self.limit})")
+        if self._f.tell() != self._pos:
+            self._f.seek(self._pos)
+        data = self._f.read(size)
+        self._pos += len(data)
+        return data
+
+    def readinto(self, buffer) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        if whence == os.SEEK_END:  # astropy asks for the size this way; a gzip stream's is unknown
+            self._pos = 2 ** 62 if isinstance(self._f, gzip.GzipFile) else os.fstat(self._f.fileno()).st_size + offset
+        else:
+            self._pos = offset + (self._pos if whence == os.SEEK_CUR else 0)
+        return self._pos
+
+    def close(self) -> None:
+        self._f.close()
+        super().close()
+
+
+def gzip_primary_problem(raw: BoundedReader, size: int, limits: Limits) -> str | None:
+    """Check a .fits.gz file's primary HDU from its header alone, then let ``raw`` read up to its end.
+
+    Needed before astropy opens the file: opening reads the first extension's header too, i.e. inflates
+    all of the primary HDU's data to reach it."""
+    from astropy.io import fits  # noqa: PLC0415 - only FITS needs it
+
+    hdr = fits.Header.fromfile(raw)
+    start = raw.tell()
+    dims = [int(hdr.get(f"NAXIS{k}", 0)) for k in range(1, int(hdr.get("NAXIS", 0)) + 1)]
+    count = math.prod(dims) if dims else 0
+    nbytes = abs(int(hdr.get("BITPIX", 8))) // 8 * int(hdr.get("GCOUNT", 1)) * (int(hdr.get("PCOUNT", 0)) + count)
+    raw.seek(0)
+    if len(dims) >= 2 and (why := frame_problem(dims[1], dims[0], limits, "HDU 0")):
+        return why
+    if why := bytes_problem(start + nbytes, size, limits, "HDU 0"):
+        return why
+    raw.limit = start + -(-nbytes // 2880) * 2880 + HEADER_BYTES
+    return None
 
 
 # ---- HDF5: an input must never make h5py open another file --------------------------------------------
@@ -123,6 +187,17 @@ def hdf5_link_problem(f: h5py.File, name: str, depth: int = 0) -> str | None:
     return None
 
 
+def hdf5_external_links(f: h5py.File) -> list[str]:
+    """``name -> file:path`` of every external link in the file (listed, never followed)."""
+    found: list[str] = []
+
+    def visit(name: str, link) -> None:
+        if isinstance(link, h5py.ExternalLink):
+            found.append(f"/{name} -> {link.filename}:{link.path}")
+    f.visititems_links(visit)
+    return found
+
+
 def hdf5_storage_problem(ds: h5py.Dataset) -> str | None:
     """Refuse datasets whose pixels live in other files: virtual datasets and external raw storage."""
     if ds.is_virtual:
@@ -133,4 +208,7 @@ def hdf5_storage_problem(ds: h5py.Dataset) -> str | None:
         names = ", ".join(ds.id.get_create_plist().get_external(i)[0].decode(errors="replace") for i in range(min(n, 3)))
         return (f"dataset '{ds.name}' keeps its data in {n} external file(s) ({names}); "
                 "an input is read only from itself")
+    if ds.chunks and ds.nbytes and ds.id.get_storage_size() == 0:
+        return (f"dataset '{ds.name}' declares {ds.shape} but none of its chunks is written "
+                "(every frame would be the fill value)")
     return None

@@ -16,8 +16,8 @@ import numpy as np
 from astropy.io import fits
 
 from . import discover
-from .limits import (Limits, bytes_problem, frame_problem, frames_per_read, gzip_size, hdf5_link_problem,
-                     hdf5_storage_problem, regular_file_problem)
+from .limits import (HEADER_BYTES, BoundedReader, Limits, bytes_problem, frame_problem, frames_per_read, hdf5_external_links,
+                     gzip_primary_problem, hdf5_link_problem, hdf5_storage_problem, regular_file_problem)
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -91,8 +91,10 @@ def find_hdf5_dataset(f: h5py.File, name: str | None) -> h5py.Dataset:
     if not found:
         shapes = []
         f.visititems(lambda n, o: shapes.append(f"{n}{o.shape}") if isinstance(o, h5py.Dataset) else None)
+        links = hdf5_external_links(f)
         raise ValueError("no 3-D (N,H,W) or 4-D (N,C,H,W) dataset" + (f"; found {', '.join(shapes[:3])}"
-                                                                     if shapes else ""))
+                                                                     if shapes else "")
+                         + (f"; external links are not followed ({', '.join(links[:3])})" if links else ""))
     return found[0]
 
 
@@ -187,7 +189,8 @@ def _is_image(hdu) -> bool:
 
 def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> Iterator[Record]:
     """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy.
-    A gzip file's inflated size and every HDU's declared size are checked against ``limits`` first."""
+    Every HDU's declared frame size and the file's declared bytes so far are checked against ``limits``
+    before its data is read or inflated (a 1 MB .fits.gz declaring 1 GiB is refused from its header)."""
     if why := regular_file_problem(path):  # a FIFO named x.fits would block open() forever
         yield Problem(path, "", -1, why)
         return
@@ -200,18 +203,28 @@ def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> I
     if size == 0:
         yield Problem(path, "", -1, "empty file (0 bytes)")
         return
-    gzipped = path.lower().endswith(".gz")
-    data_bytes, why = gzip_size(path, limits) if gzipped else (size, None)  # bytes astropy will see
-    if why:
-        yield Problem(path, "", -1, why)
-        return
-    images, declared = 0, 0
+    images, gzipped = 0, path.lower().endswith(".gz")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            hdul = fits.open(path, memmap=False, lazy_load_hdus=True)
-            with hdul:
+            raw = BoundedReader(path, HEADER_BYTES if gzipped else 2 ** 62)
+            if gzipped and (why := gzip_primary_problem(raw, size, limits)):
+                raw.close()
+                yield Problem(path, "0", -1, why)
+                return
+            hdul = fits.open(raw, memmap=False, lazy_load_hdus=True)
+            with raw, hdul:
                 for i, hdu in enumerate(hdul):
+                    # limits from the headers alone, before any data is read or inflated; a limit hit ends
+                    # the file (the next HDU of a .gz is only reached by inflating this one's data)
+                    info = hdul.fileinfo(i)
+                    end = info["datLoc"] + info["datSpan"]  # bytes the file declares up to this HDU's end
+                    if why := (bytes_problem(end, size, limits, f"up to HDU {i}, the file") if gzipped else None) \
+                            or (bytes_problem(hdu.size, size, limits, f"HDU {i}")
+                                if isinstance(hdu, fits.CompImageHDU) else None):
+                        yield Problem(path, str(i), -1, why)
+                        return
+                    raw.limit = end + HEADER_BYTES  # astropy may read the next header, nothing further
                     if not _is_image(hdu):
                         continue
                     key = str(i)
@@ -226,22 +239,20 @@ def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> I
                     if len(shape) not in (2, 3):
                         yield Problem(path, key, -1, f"HDU {i} has {len(shape)}-D data {shape}, need 2-D or 3-D")
                         continue
-                    if not isinstance(hdu, fits.CompImageHDU) and hdu.size > data_bytes:
+                    if not (gzipped or isinstance(hdu, fits.CompImageHDU)) and hdu.size > size:
                         yield Problem(path, key, -1, f"truncated: HDU {i} declares {hdu.size} data "
-                                                     f"bytes but the file has {data_bytes}")
+                                                     f"bytes but the file has {size}")
                         continue
-                    declared += hdu.size  # data bytes the header declares (uncompressed, for .fz)
-                    if why := (frame_problem(*shape[-2:], limits, f"HDU {i}")
-                               or bytes_problem(declared, size, limits, f"up to HDU {i}, the file")):
+                    if why := frame_problem(*shape[-2:], limits, f"HDU {i}"):
                         yield Problem(path, key, -1, why)
-                        continue
+                        return
                     header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
                     planes = shape[0] if len(shape) == 3 else 1
                     step = frames_per_read(shape[-1] * shape[-2] * 8, chunk_frames, limits)
                     for start in range(0, planes, step):
                         try:
                             block = hdu.section[start:start + step] if len(shape) == 3 else hdu.data[None]
-                        except (ValueError, IndexError) as exc:
+                        except (ValueError, IndexError, TypeError) as exc:
                             if not isinstance(hdu, fits.CompImageHDU):
                                 raise
                             yield Problem(path, key, -1, f"HDU {i}: compressed tile data missing or truncated "
