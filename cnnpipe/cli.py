@@ -110,7 +110,8 @@ def cmd_reference(args) -> None:
 def cmd_rank(args) -> None:
     from .checkpoint import load_model
     from .device import select
-    from .score import gallery, rank_scores, read_labels, read_scores, write_rank_outputs
+    from .labels import read_labels
+    from .score import gallery, rank_scores, read_scores, write_rank_outputs
 
     cfg = _cfg(args)
     labels = read_labels(args.labels)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .config import Config
+from .csvcells import neutralise, restore
 from .normalise import normalise_block
 from .pixel_outliers import STATS, outlier_maps
 from .progress import progress
@@ -119,13 +120,14 @@ def _row(source, key, index, shard, row, height, width, status, reason, frame=-1
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically (temp name, then rename)."""
+    """Write a CSV atomically (temp name, then rename), text cells safe for spreadsheets (csvcells)."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        neutralise(df).to_csv(tmp, index=False)
 
 
 def read_csv(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"source": str, "key": str, "reason": str})
+    return restore(pd.read_csv(path, keep_default_na=False, na_values=[""],
+                               dtype={"source": str, "key": str, "reason": str}))
 
 
 def merge_manifests(parts: list[str | Path], out: str | Path) -> pd.DataFrame:

@@ -30,7 +30,9 @@ from markupsafe import Markup
 from PIL import Image
 
 from .atomic import atomic_path
+from .csvcells import restore
 from .errors import UserError
+from .population import population
 
 matplotlib.use("Agg")
 log = logging.getLogger("cnnpipe")
@@ -40,7 +42,7 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 TEMPLATES = Path(__file__).with_name("templates")
 MASK_COLOUR = "#39ff14"  # masked (NaN) pixels: a green no colour map below uses
-BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label",  # ids and bookkeeping,
+BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label", "pooled",  # ids and bookkeeping,
                 "tiles", "shard", "row", "y0", "x0", "height", "width")     # never component scores
 COMPONENTS = {  # known component scores, in display order, with what they measure
     "recon": "VAE reconstruction error of the intensity (masked pixels ignored)",
@@ -139,7 +141,7 @@ def message_png(text: str) -> bytes:
 
 def read_csv(path: Path) -> pd.DataFrame:
     """A results CSV with ``key`` kept as text (HDU numbers and dataset paths share the column)."""
-    return pd.read_csv(path, dtype={"key": str, "source": str}, keep_default_na=True)
+    return restore(pd.read_csv(path, dtype={"key": str, "source": str}, keep_default_na=True))
 
 
 def ident(source: Any, key: Any, index: Any) -> tuple[str, str, int]:
@@ -431,6 +433,14 @@ def _metrics_summary(df: pd.DataFrame | None) -> dict | None:
     return {"epochs": len(df), "last": [(c, fmt_num(last[c])) for c in cols], "best": best}
 
 
+def pooled_populations(anomalies: pd.DataFrame) -> list[tuple[str, int]]:
+    """(population, rows) of the populations too small to be normalised alone (scored against the run)."""
+    if "pooled" not in anomalies:
+        return []
+    rows = anomalies[anomalies["pooled"].astype(str).str.lower() == "true"]
+    return [(str(p), int(n)) for p, n in pd.Series(population(rows)).value_counts().sort_index().items()]
+
+
 def build_context(results: str | Path, config: dict, top_k: int, table_rows: int) -> tuple[dict, Figures]:
     """Everything the template shows, from the files in ``results`` (see module docstring)."""
     results = Path(results)
@@ -474,6 +484,8 @@ def build_context(results: str | Path, config: dict, top_k: int, table_rows: int
         "gallery": gallery, "top_k": top_k,
         "table": _table(anomalies, comps, table_rows, len(gallery), ["source", "key", "index"]),
         "frame_table": frame_table,
+        "pooled": pooled_populations(anomalies),
+        "min_population": config.get("score", {}).get("min_population"),
         "latent": latent_map_svg(latent, len(gallery) or top_k) if latent is not None and len(latent) else None,
         "latent_png": data_uri(lm_png),
         "curves_png": data_uri(curves_png),

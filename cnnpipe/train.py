@@ -46,6 +46,7 @@ from .checkpoint import check_model_config, expected_config
 from .checkpoint import load as load_checkpoint
 from .checkpoint import save as save_checkpoint
 from .config import Config
+from .csvcells import restore
 from .device import select
 from .errors import UserError
 from .models import build
@@ -84,8 +85,8 @@ def shard_rows(manifest: pd.DataFrame, path: str | Path) -> pd.DataFrame:
 
 
 def read_manifest(path: str | Path) -> pd.DataFrame:
-    return pd.read_csv(path, dtype={"source": str, "key": str}, keep_default_na=False,
-                       usecols=["source", "key", "index", "shard", "row", "status", "frame"])
+    return restore(pd.read_csv(path, dtype={"source": str, "key": str}, keep_default_na=False,
+                               usecols=["source", "key", "index", "shard", "row", "status", "frame"]))
 
 
 @dataclass

@@ -5,8 +5,14 @@ import pytest
 import torch
 
 from cnnpipe import config
-from cnnpipe.score import (by_frame, ensemble, knn_distance, label_adjustment, mahalanobis, population,
-                           rank_scores, read_labels, robust_z, top_mean)
+from cnnpipe.labels import read_labels
+from cnnpipe.score import (COMPONENTS, by_frame, ensemble, knn_distance, label_adjustment, mahalanobis, population,
+                           rank_scores, robust_z, top_mean)
+
+
+def _only(name: str) -> dict[str, float]:
+    """Weights with one component on (the config merges given weights over the defaults)."""
+    return {c: float(c == name) for c in COMPONENTS}
 
 
 def test_top_mean_ignores_masked_pixels():
@@ -73,7 +79,7 @@ def test_labels_move_frame_and_neighbours():
 
 
 def test_rank_scores_contract_and_rollup(tmp_path):
-    cfg = config.parse({"score": {"weights": {"recon": 1.0}, "k": 2}})
+    cfg = config.parse({"score": {"weights": _only("recon"), "k": 2}})
     n = 12
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": [i // 4 for i in range(n)],
                          "y0": 0, "x0": 0, "shard": 0, "row": range(n), "recon": np.linspace(0, 1, n) ** 2,
@@ -98,7 +104,7 @@ def test_bad_labels_file_is_a_user_error(tmp_path):
 
 
 def test_boring_label_sinks_the_top_frame_whatever_the_score_scale():
-    cfg = config.parse({"score": {"weights": {"masked": 1.0}, "label_neighbours": 1}})
+    cfg = config.parse({"score": {"weights": _only("masked"), "label_neighbours": 1}})
     n = 20
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
                          "y0": 0, "x0": 0, "shard": 0, "row": range(n), "masked": [0.5] + [0.0] * (n - 1),
