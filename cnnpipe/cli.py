@@ -9,6 +9,7 @@ from pathlib import Path
 
 from . import __version__
 from .config import Config, load
+from .diskfull import quiet_teardown
 from .errors import UserError
 
 log = logging.getLogger("cnnpipe")
@@ -311,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    quiet_teardown()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
