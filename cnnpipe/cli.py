@@ -13,6 +13,7 @@ from .diskfull import quiet_teardown
 from .errors import UserError
 
 log = logging.getLogger("cnnpipe")
+_FAILED: list[BaseException] = []
 
 
 def _cfg(args) -> Config:
@@ -322,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the environment, not a bug: unwritable or missing path, full disk
         where = f": {exc.filename}" if exc.filename else ""
         print(f"cnnpipe {args.verb}: error: {' '.join((exc.strerror or str(exc)).split())}{where}", file=sys.stderr)
-        return 1
+        _FAILED.append(exc)  # its traceback holds the h5py handles of the failed write: freeing them can
+        return 1             # crash HDF5 (SIGSEGV), so they stay alive until run() ends the process
     log.info("peak RSS %.0f MB", _peak_rss_mb())  # exact, unlike the benchmark files' periodic samples
     return 0
 

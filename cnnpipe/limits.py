@@ -55,9 +55,10 @@ def bytes_problem(declared: int, on_disk: int, limits: Limits, what: str) -> str
     return None
 
 
-def frames_per_read(frame_bytes: int, chunk_frames: int, limits: Limits) -> int:
-    """Frames read at once: at most ``chunk_frames`` and at most ``max_read_bytes`` (at least one)."""
-    return max(1, min(chunk_frames, limits.max_read_bytes // max(frame_bytes, 1)))
+def frames_per_read(frame_pixels: int, chunk_frames: int, limits: Limits) -> int:
+    """Frames read at once: at most ``chunk_frames`` and at most ``max_read_bytes`` at 8 bytes a pixel
+    (the widest pixel type; at least one frame)."""
+    return max(1, min(chunk_frames, limits.max_read_bytes // max(8 * frame_pixels, 1)))
 
 
 _KINDS = {stat.S_ISFIFO: "a named pipe", stat.S_ISCHR: "a character device", stat.S_ISBLK: "a block device",

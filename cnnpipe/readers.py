@@ -248,7 +248,7 @@ def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> I
                         return
                     header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
                     planes = shape[0] if len(shape) == 3 else 1
-                    step = frames_per_read(shape[-1] * shape[-2] * 8, chunk_frames, limits)
+                    step = frames_per_read(shape[-1] * shape[-2], chunk_frames, limits)
                     for start in range(0, planes, step):
                         try:
                             block = hdu.section[start:start + step] if len(shape) == 3 else hdu.data[None]
@@ -283,7 +283,7 @@ def read_hdf5(unit: Unit, chunk_frames: int = 64, labels_name: str | None = None
                 labels = None
             attrs = {k: (v.decode(errors="replace") if isinstance(v, bytes) else v)
                      for k, v in ds.attrs.items() if np.ndim(v) == 0}
-            step = frames_per_read(int(np.prod(ds.shape[1:])) * max(ds.dtype.itemsize, 4), chunk_frames, limits)
+            step = frames_per_read(int(np.prod(ds.shape[1:])), chunk_frames, limits)
             for start in range(unit.start, unit.stop, step):
                 stop = min(unit.stop, start + step)
                 block = _float_frames(ds[start:stop])

@@ -3,8 +3,8 @@
 ``outside(d)`` writes files that live outside the inputs and carry :data:`MARKER`; no byte of them may reach
 any output. ``hostile(d, outside)`` returns {path relative to d: substring its quarantine reason must
 contain}; ``readable(d)`` returns {path relative to d: frames it holds} for files placed in hostile spots
-(a 1200-level-deep folder, a folder with symlink loops, a file alone in its folder, names a spreadsheet
-would run as formulas) that must be read, and ranked, exactly once.
+(a 1200-level-deep folder, a folder with symlink loops, a file alone in its folder) that must be read, and
+ranked, exactly once; ``formula(d)`` writes files named like spreadsheet formulas.
 """
 from __future__ import annotations
 
@@ -157,12 +157,29 @@ def readable(d: Path) -> dict[str, int]:
     (d / "lonely").mkdir()
     fits.PrimaryHDU(_img(3)).writeto(d / "lonely" / "one.fits")
     cases["lonely/one.fits"] = 1
-    # names a spreadsheet would evaluate as formulas in a CSV cell
-    (d / "formula").mkdir()
-    for i, name in enumerate(["=HYPERLINK(1).fits", "+1+1.fits", "-2+3.fits", "@SUM(1).fits"]):
-        fits.PrimaryHDU(_img(10 + i)).writeto(d / "formula" / name)
-        cases[f"formula/{name}"] = 1
     return cases
+
+
+def formula(d: Path) -> list[str]:
+    """Files whose names a spreadsheet would evaluate as formulas when a CSV cell starts with them (name
+    them as inputs relative to ``d`` so the ``source`` cell starts with the formula)."""
+    names = ["=HYPERLINK(1).fits", "+1+1.fits", "-2+3.fits", "@SUM(1).fits"]
+    for i, name in enumerate(names):
+        fits.PrimaryHDU(_img(10 + i)).writeto(d / name)
+    return names
+
+
+def remove_deep(d: Path) -> None:
+    """Delete the 1200-level folder under ``d/deep`` one level at a time, deepest first: shutil.rmtree
+    (pytest's clean-up of old temporary folders) recurses and fails on it."""
+    chain = [d / "deep"]
+    while (chain[-1] / "d").is_dir():
+        chain.append(chain[-1] / "d")
+    for folder in reversed(chain):
+        for entry in os.scandir(folder):
+            if not entry.is_dir(follow_symlinks=False):
+                os.unlink(entry.path)
+        os.rmdir(folder)
 
 
 def own_output(workdir: Path) -> Path:
