@@ -128,11 +128,12 @@ def resolve(entries: list[str], kind: Kind, exclude: Iterable[str] = (), keep: I
 
     for entry in entries:
         found: list[tuple[str, os.stat_result | None, str]] = []
-        if outputs.owns(entry) and os.path.lexists(entry):
-            out.append((entry, "an output of this workflow (results/, logs/): not read as an input"))
+        magic = glob.has_magic(entry) and not os.path.lexists(entry)
+        base, pattern = _split_glob(entry) if magic else (entry, [])
+        if outputs.owns(base) and os.path.lexists(base):
+            out.append((entry, "inside a folder this workflow writes its outputs to: not read as an input"))
             continue
-        if glob.has_magic(entry) and not os.path.lexists(entry):
-            base, pattern = _split_glob(entry)
+        if magic:
             depth = None if "**" in pattern else len(pattern) - 1
             found = [(p, st, why or ("" if kind(p) else "unknown file type"))
                      for p, st, why in walk(base, outputs, lambda name: True, depth)

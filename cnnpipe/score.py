@@ -25,7 +25,6 @@ from .atomic import atomic_path
 from .config import Config
 from .corners import Reference
 from .lines import line_strength
-from .errors import UserError
 from .ingest import write_csv
 from .models.cnn import cnn_score
 from .models.vae import vae_terms

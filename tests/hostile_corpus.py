@@ -12,7 +12,6 @@ import gzip
 import os
 import socket
 import sys
-import zlib
 from pathlib import Path
 
 import h5py
@@ -153,9 +152,11 @@ def readable(d: Path) -> dict[str, int]:
         deep.mkdir()
     fits.PrimaryHDU(_img(2)).writeto(deep / "deep.fits")
     cases[str((deep / "deep.fits").relative_to(d))] = 1
-    # a file alone in its folder: a population of one
+    # a file alone in its folder, a population of one, with a cosmic-ray hit: it must not score 0
     (d / "lonely").mkdir()
-    fits.PrimaryHDU(_img(3)).writeto(d / "lonely" / "one.fits")
+    hit = _img(3)
+    hit[10, 12] = 30000.0
+    fits.PrimaryHDU(hit).writeto(d / "lonely" / "one.fits")
     cases["lonely/one.fits"] = 1
     return cases
 
