@@ -199,7 +199,7 @@ def test_config_refuses_silent_mistakes():
         "overlap": ({"ingest": {"tile_size": 32, "tile_overlap": 32}}, "tile_overlap (32) must be less than"),
         "pooling": ({"ingest": {"tile_size": 16, "tile_overlap": 4}, "preprocess": {"pool_levels": 2}},
                     "train/vae/channels has 3 stride-2 layers"),
-        "shards": ({"ingest": {"n_shards": 100000}}, "maximum of 4096"),
+        "shards": ({"ingest": {"n_shards": 100000}}, "maximum of 1024"),
         "weight typo": ({"score": {"weights": {"recno": 1}}}, "unknown key 'recno' (did you mean 'recon'?)"),
     }
     for name, (raw, why) in cases.items():
