@@ -111,7 +111,8 @@ def _path(found: tuple) -> str:
     return found[0]
 
 
-def resolve(entries: list[str], kind: Kind, exclude: Iterable[str] = (), keep: Iterable[str] = ()) -> list[tuple[str, str]]:
+def resolve(entries: list[str], kind: Kind, exclude: Iterable[str] = (),
+            keep: Iterable[str] = ()) -> list[tuple[str, str]]:
     """Expand entries into ``(path, problem)`` pairs (problem '' = read it), each entry's files sorted,
     every file once (the first path that reaches it)."""
     outputs = _Outputs(exclude, keep)
@@ -140,7 +141,8 @@ def resolve(entries: list[str], kind: Kind, exclude: Iterable[str] = (), keep: I
                      if _match(os.path.relpath(p, base).split(os.sep), pattern)]
             found = sorted(found, key=_path) or [(entry, None, "pattern matches no files")]
         elif os.path.isdir(entry):
-            found = sorted(walk(entry, outputs, kind), key=_path) or [(entry, None, "folder holds no FITS or HDF5 files")]
+            found = sorted(walk(entry, outputs, kind), key=_path) or [
+                (entry, None, "folder holds no FITS or HDF5 files")]
         elif os.path.lexists(entry):
             try:
                 st = os.stat(entry)

@@ -204,9 +204,10 @@ def hdf5_storage_problem(ds: h5py.Dataset) -> str | None:
     if ds.is_virtual:
         return (f"dataset '{ds.name}' is a virtual dataset mapping other files; "
                 "an input is read only from itself")
-    n = ds.id.get_create_plist().get_external_count()
+    plist = ds.id.get_create_plist()
+    n = plist.get_external_count()
     if n:
-        names = ", ".join(ds.id.get_create_plist().get_external(i)[0].decode(errors="replace") for i in range(min(n, 3)))
+        names = ", ".join(plist.get_external(i)[0].decode(errors="replace") for i in range(min(n, 3)))
         return (f"dataset '{ds.name}' keeps its data in {n} external file(s) ({names}); "
                 "an input is read only from itself")
     if ds.chunks and ds.nbytes and ds.id.get_storage_size() == 0:

@@ -16,8 +16,9 @@ import numpy as np
 from astropy.io import fits
 
 from . import discover
-from .limits import (HEADER_BYTES, BoundedReader, Limits, bytes_problem, frame_problem, frames_per_read, hdf5_external_links,
-                     gzip_primary_problem, hdf5_link_problem, hdf5_storage_problem, regular_file_problem)
+from .limits import (HEADER_BYTES, BoundedReader, Limits, bytes_problem, frame_problem, frames_per_read,
+                     gzip_primary_problem, hdf5_external_links, hdf5_link_problem, hdf5_storage_problem,
+                     regular_file_problem)
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
 HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf")
@@ -70,7 +71,8 @@ def file_kind(path: str) -> str | None:
     return None
 
 
-def resolve_inputs(entries: list[str], exclude: tuple[str, ...] = (), keep: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+def resolve_inputs(entries: list[str], exclude: tuple[str, ...] = (),
+                   keep: tuple[str, ...] = ()) -> list[tuple[str, str]]:
     """Expand files, folders (recursive) and globs into sorted ``(path, problem)`` pairs; problem '' = fine.
     ``exclude``/``keep``: the workflow's own output folders, never read (see :mod:`cnnpipe.discover`)."""
     return discover.resolve(entries, file_kind, exclude, keep)

@@ -97,7 +97,8 @@ def hostile(d: Path, out: Path) -> dict[str, str]:
     cases["h5_bomb.h5"] = "none of its chunks is written"
     # the same with one (compressed) chunk written: refused for its frame size
     with h5py.File(d / "h5_big_frames.h5", "w") as f:
-        f.create_dataset("x", shape=(10, 8192, 8192), dtype="f4", chunks=(1, 256, 256), compression="gzip")[0, :256, :256] = 1
+        ds = f.create_dataset("x", shape=(10, 8192, 8192), dtype="f4", chunks=(1, 256, 256), compression="gzip")
+        ds[0, :256, :256] = 1
     cases["h5_big_frames.h5"] = "max_frame_pixels"
     with h5py.File(d / "h5_unwritten.h5", "w") as f:
         f.create_dataset("x", shape=(40, 64, 64), dtype="f4", chunks=(1, 64, 64))

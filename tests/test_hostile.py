@@ -189,7 +189,7 @@ def test_input_walk_is_safe(tmp_path, readable):
     assert walked == [(str(w / "mine.fits"), "")]
     assert resolve_inputs([str(w / "results/demo/sky")], exclude, keep) == [(str(w / "results/demo/sky/s.fits"), "")]
     named = resolve_inputs([str(w / "results/frames/x.fits")], exclude, keep)
-    assert "an output of this workflow" in named[0][1]
+    assert "inside a folder this workflow writes its outputs to" in named[0][1]
 
 
 def test_config_refuses_silent_mistakes():
