@@ -1,30 +1,10 @@
-# cnnpipe: rank FITS/HDF5 frames by how anomalous they are.  Run: snakemake --cores all
-from cnnpipe.config import validate
-from cnnpipe.summary import run_summary
+# The workflow is workflow/Snakefile (the Snakemake workflow catalog's layout), included here so that a plain
+# `snakemake --cores all` from this folder runs it, with workflow/profiles/default (found through ./profiles).
+include: "workflow/Snakefile"
 
 
-configfile: "config/config.yaml"
-
-
-# Validate against workflow/schemas/config.schema.yaml (fills defaults) before any job runs.
-config = validate(config)
-
-
-include: "workflow/rules/common.smk"
-include: "workflow/rules/demo.smk"
-include: "workflow/rules/ingest.smk"
-include: "workflow/rules/preprocess.smk"
-include: "workflow/rules/train.smk"
-include: "workflow/rules/score.smk"
-include: "workflow/rules/report.smk"
-
-
-rule all:
+# Snakemake takes the default target only from this file, never from an included one: the workflow's `all`.
+rule default:
     default_target: True
     input:
-        rules.report.output.html,
-        rules.rank.output.by_frame,
-
-
-onsuccess:
-    print("\n" + run_summary(rules.report.output.html, rules.rank.output.anomalies, rules.manifest.output.manifest))
+        rules.all.input,

@@ -1,10 +1,11 @@
-"""Run every benchmark script and write benchmarks/RESULTS.md with what they printed (``make bench``).
+"""Run every benchmark script once and write benchmarks/RESULTS.md from that one run (``make bench``).
 
 Each script runs in its own process, one after another (they time themselves; running two at once would
-make both wrong). The page records the date and the machine: cores, torch version, CUDA device or CPU.
-A hand-written ``## Analysis`` section already in RESULTS.md is kept. ``--saved name=FILE`` uses the output
-of an earlier run of that script (e.g. the long scale run) instead of running it again; the page says so.
-Run: python benchmarks/run_all.py [--only preprocess ingest ...] [--saved scale=/tmp/scale.out]
+make both wrong). The page records the date, the machine (cores, torch version, CUDA device or CPU) and the
+git commit every figure was measured at (``-dirty`` when the tree had uncommitted changes): all figures on
+the page come from this one run at that one commit. A hand-written ``## Analysis`` section already in
+RESULTS.md is kept only when it was written for the same commit (it discusses those numbers).
+Run: python benchmarks/run_all.py [--only preprocess ingest ...]
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ SCRIPTS = {
     "e2e": ("End to end: snakemake --cores 2 on the demo", []),
     "scale": ("Scale: peak RSS and time at 1x, 4x, 10x the demo", []),
     "quality": ("Detection quality vs baselines (ground truth)", []),
+    "checkerboard": ("Checkerboard in generated frames: transposed convolution vs resize-convolution", []),
 }
 
 
@@ -47,6 +49,24 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__}, {dev}; load average at start {load:.1f}")
 
 
+def commit() -> str:
+    """The commit the benchmarks run at, ``-dirty`` when tracked files differ from it; "unknown" outside git."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=HERE,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("-dirty" if dirty else "")
+
+
+def stamp_of(page: str) -> str | None:
+    """The commit a RESULTS.md page says it was measured at."""
+    m = re.search(r"^Commit: `([^`]+)`", page, re.M)
+    return m.group(1) if m else None
+
+
 def run(name: str, extra: list[str]) -> tuple[str, float, int]:
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, str(HERE / f"{name}.py"), *extra], cwd=HERE, capture_output=True, text=True)
@@ -62,30 +82,26 @@ def strip_json(text: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--only", nargs="+", choices=list(SCRIPTS), help="run only these (the page lists only them)")
-    ap.add_argument("--saved", nargs="+", default=[], metavar="NAME=FILE", help="use an earlier run's output")
     ap.add_argument("--out", default=str(HERE / "RESULTS.md"))
     a = ap.parse_args()
-    saved = dict(s.split("=", 1) for s in a.saved)
     old = Path(a.out).read_text() if Path(a.out).exists() else ""
-    analysis = re.search(r"^## Analysis\n.*", old, re.S | re.M)
+    at = commit()
+    analysis = re.search(r"^## Analysis\n.*", old, re.S | re.M) if stamp_of(old) == at else None
     parts = [f"# cnnpipe benchmark results\n\nWritten by `python benchmarks/run_all.py` (`make bench`) on "
-             f"{datetime.date.today().isoformat()}.\n\nMachine: {machine()}.\n\nEvery figure below was measured "
-             "in one run of the script named, cnnpipe and its baseline side by side in the same process or "
+             f"{datetime.date.today().isoformat()}, in one run.\n\nCommit: `{at}`\n\nMachine: {machine()}.\n\n"
+             "Every figure below was measured in that run, at that commit, by the script named, cnnpipe and "
+             "its baseline side by side in the same process or "
              "run. The development machine is shared (other users' jobs run at the same time), so absolute "
              "times carry noise; ratios are measured interleaved to cancel most of it.\n"]
     failed = []
     for name, (title, extra) in SCRIPTS.items():
         if a.only and name not in a.only:
             continue
-        if name in saved:
-            text, secs, rc = Path(saved[name]).read_text(), float("nan"), 0
-            note = f"(output of an earlier run of `benchmarks/{name}.py` today, file {saved[name]})"
-        else:
-            print(f"running {name}.py ...", flush=True)
-            text, secs, rc = run(name, extra)
-            note = f"(`python benchmarks/{name}.py`, {secs:.0f} s{'' if rc == 0 else f', FAILED rc={rc}'})"
-            if rc:
-                failed.append(name)
+        print(f"running {name}.py ...", flush=True)
+        text, secs, rc = run(name, extra)
+        note = f"(`python benchmarks/{name}.py`, {secs:.0f} s{'' if rc == 0 else f', FAILED rc={rc}'})"
+        if rc:
+            failed.append(name)
         print(strip_json(text), flush=True)
         parts.append(f"## {title}\n\n{note}\n\n```\n{strip_json(text)}\n```\n")
     if analysis:

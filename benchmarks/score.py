@@ -23,7 +23,7 @@ from train import write_shard
 from cnnpipe.augment import allowed_transforms, apply
 from cnnpipe.config import parse
 from cnnpipe.corners import shi_tomasi, write_reference
-from cnnpipe.ingest import read_csv
+from cnnpipe.tables import read_manifest as read_csv
 from cnnpipe.models import build
 from cnnpipe.score import score_shard
 from cnnpipe.train import model_config
@@ -64,7 +64,7 @@ def main() -> None:
         frames.parent.mkdir()
         with h5py.File(frames, "w") as f:
             f["frames"] = np.random.default_rng(1).random((a.samples, tile, tile), dtype=np.float32)
-        man = read_csv(man_path).assign(y0=0, x0=0)
+        man = read_csv(man_path).assign(y0=0, x0=0, population="bench.h5:/x")
         reference = Path(tmp) / "reference.h5"
         write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([a.samples]),
                         cfg.score.corner_sigma)

@@ -102,3 +102,10 @@ def random_augment(x: torch.Tensor, aug: Augment, gen: torch.Generator) -> torch
         dy, dx = torch.randint(-aug.translate, aug.translate + 1, (2, n), generator=gen)
         x = shift_each(x, dy, dx)
     return x
+
+
+def transform_name(t: Transform) -> str:
+    """A short readable name: ``identity``, ``flip+rot90``, ``shift(2,0)``..."""
+    parts = (["flip"] if t.flip else []) + ([f"rot{90 * t.k}"] if t.k else []) + \
+            ([f"shift({t.dy},{t.dx})"] if t.dy or t.dx else [])
+    return "+".join(parts) or "identity"

@@ -19,7 +19,7 @@ from torch import nn
 from .atomic import atomic_path
 from .config import Config
 from .errors import UserError
-from .models import ARCH_KEYS, build
+from .models import ARCH_KEYS, LEGACY_DEFAULTS, build
 
 FORMAT = "cnnpipe-checkpoint"
 VERSION = 1
@@ -60,12 +60,15 @@ def load(path: str | Path) -> dict:
     except Exception as exc:  # pickle with code, truncated or random bytes...
         raise CheckpointError(f"{path} is not a cnnpipe weights file (refused by weights-only loading: "
                               f"{_reason(exc)})") from None
-    if not isinstance(ck, dict) or ck.get("format") != FORMAT or "state_dict" not in ck or "model" not in ck:
+    if (not isinstance(ck, dict) or ck.get("format") != FORMAT or "state_dict" not in ck
+            or not isinstance(ck.get("model"), dict)):
         raise CheckpointError(f"{path} is not a cnnpipe checkpoint (no '{FORMAT}' format marker)")
     if ck.get("version") != VERSION:
         raise CheckpointError(f"{path} has checkpoint version {ck.get('version')}, this cnnpipe reads {VERSION}")
     if digest(ck["state_dict"]) != ck.get("sha256"):
         raise CheckpointError(f"{path} has been modified: its weights do not match the stored SHA-256")
+    # a checkpoint written before a model option existed was trained with that option's old value
+    ck["model"] = {**LEGACY_DEFAULTS.get(ck["model"].get("kind"), {}), **ck["model"]}
     return ck
 
 
@@ -85,7 +88,8 @@ def expected_config(cfg: Config, kind: str) -> dict:
     if kind == "cnn":
         return dict(base, channels=list(cfg.train.cnn.channels), hidden=cfg.train.cnn.hidden)
     if kind == "vae":
-        return dict(base, channels=list(cfg.train.vae.channels), latent_dim=cfg.train.vae.latent_dim)
+        return dict(base, channels=list(cfg.train.vae.channels), latent_dim=cfg.train.vae.latent_dim,
+                    upsample=cfg.train.vae.upsample)
     raise ValueError(f"unknown model kind {kind!r}")
 
 
@@ -139,4 +143,13 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     return model.to(device).eval(), meta
 
 
-__all__ = ["save", "load", "load_model", "check_model_config", "expected_config", "digest", "CheckpointError", "ARCH_KEYS"]
+def load_vae(path: str | Path, device: torch.device | str = "cpu",
+             expected: dict | None = None) -> tuple[nn.Module, dict]:
+    """:func:`load_model` for the steps that need the VAE (denoise, generate): another model is refused."""
+    model, meta = load_model(path, device, expected)
+    if meta["kind"] != "vae":
+        raise CheckpointError(f"{path} is a {meta['kind']} model; this step needs the VAE (vae.pt)")
+    return model, meta
+
+
+__all__ = ["save", "load", "load_model", "load_vae", "check_model_config", "expected_config", "digest", "CheckpointError", "ARCH_KEYS"]

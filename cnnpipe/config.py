@@ -1,7 +1,9 @@
 """Configuration: validate a dict against the schema (filling defaults) and parse it into typed sections.
 
 The schema (``cnnpipe/config.schema.yaml``, linked as ``workflow/schemas/config.schema.yaml``) is the one
-source of keys, types and defaults; the dataclasses here only give them names and types for the code.
+source of keys, types and defaults; the dataclasses here only give them names and types for the code. The
+defaults and the description of ``score.weights`` come from the component table (:mod:`cnnpipe.components`),
+filled into the schema when it is loaded, so a new component is one row there.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from . import components
 from .config_checks import problems
 from .errors import UserError
 from .limits import Limits
@@ -27,7 +30,14 @@ class ConfigError(UserError, ValueError):
 
 
 def load_schema() -> dict:
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    """The schema, with one ``score.weights`` key per component (its default weight and description) from the
+    component table: validating fills every weight not given, and refuses a name that is not a component."""
+    schema = yaml.safe_load(SCHEMA_PATH.read_text())
+    weights = schema["properties"]["score"]["properties"]["weights"]
+    weights["properties"] = {c.name: {"type": "number", "minimum": 0, "default": c.weight,
+                                      "description": c.description[0].upper() + c.description[1:] + "."}
+                             for c in components.REGISTRY}
+    return schema
 
 
 def _fill_defaults(validator_class):
@@ -129,6 +139,7 @@ class VAE:
     latent_dim: int
     beta: float
     kl_warmup_epochs: float
+    upsample: str
 
 
 @dataclass(frozen=True)

@@ -18,12 +18,12 @@ import torch
 
 from . import __version__
 from .atomic import atomic_path
-from .checkpoint import load_model
+from .checkpoint import load_vae
 from .errors import UserError
-from .ingest import read_csv
+from .readers import suffixes
+from .readers.fits import SUFFIXES as FITS_SUFFIXES
 from .shards import shard_number
-
-FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fz", ".fits.gz", ".fit.gz", ".fts.gz")
+from .tables import read_manifest
 
 
 def read_frames(features: list[str], rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
@@ -53,7 +53,7 @@ def reconstruct(model: torch.nn.Module, x: np.ndarray, device: torch.device, bat
 
 
 def ok_rows(manifest: str | Path, source: str) -> pd.DataFrame:
-    df = read_csv(manifest)
+    df = read_manifest(manifest)
     rows = df[(df["source"] == source) & (df["status"] == "ok")]
     if rows.empty:
         raise UserError(f"no ingested frames of {source!r} in {manifest} (give the source exactly as in its "
@@ -64,15 +64,13 @@ def ok_rows(manifest: str | Path, source: str) -> pd.DataFrame:
 def denoise(model_path: str | Path, features: list[str], manifest: str | Path, source: str,
             out_dir: str | Path, device: torch.device) -> Path:
     """Write reconstructions of every tile of ``source``; return the file written."""
-    model, meta = load_model(model_path, device)
-    if meta["kind"] != "vae":
-        raise UserError(f"{model_path} is a {meta['kind']} model; denoise needs the VAE (vae.pt)")
+    model, _ = load_vae(model_path, device)
     rows = ok_rows(manifest, source)
     x, valid = read_frames(features, rows)
     recon = reconstruct(model, x, device)
     name = Path(source).name
     is_fits = name.lower().endswith(FITS_SUFFIXES)
-    for suffix in sorted(FITS_SUFFIXES + (".h5", ".hdf5"), key=len, reverse=True):
+    for suffix in sorted(suffixes(), key=len, reverse=True):
         if name.lower().endswith(suffix):
             name = name[: -len(suffix)]
             break

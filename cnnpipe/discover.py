@@ -111,8 +111,8 @@ def _path(found: tuple) -> str:
     return found[0]
 
 
-def resolve(entries: list[str], kind: Kind, exclude: Iterable[str] = (),
-            keep: Iterable[str] = ()) -> list[tuple[str, str]]:
+def resolve(entries: list[str], kind: Kind, exclude: Iterable[str] = (), keep: Iterable[str] = (),
+            unknown: str = "unknown file type", empty: str = "folder holds no input files") -> list[tuple[str, str]]:
     """Expand entries into ``(path, problem)`` pairs (problem '' = read it), each entry's files sorted,
     every file once (the first path that reaches it)."""
     outputs = _Outputs(exclude, keep)
@@ -141,16 +141,14 @@ def resolve(entries: list[str], kind: Kind, exclude: Iterable[str] = (),
                      if _match(os.path.relpath(p, base).split(os.sep), pattern)]
             found = sorted(found, key=_path) or [(entry, None, "pattern matches no files")]
         elif os.path.isdir(entry):
-            found = sorted(walk(entry, outputs, kind), key=_path) or [
-                (entry, None, "folder holds no FITS or HDF5 files")]
+            found = sorted(walk(entry, outputs, kind), key=_path) or [(entry, None, empty)]
         elif os.path.lexists(entry):
             try:
                 st = os.stat(entry)
             except OSError as exc:
                 found = [(entry, None, f"cannot open: {exc.strerror or exc}")]
             else:
-                found = [(entry, st, "" if kind(entry) else
-                          "unknown file type (expected .fits/.fit/.fts[.gz], .fz, .h5 or .hdf5)")]
+                found = [(entry, st, "" if kind(entry) else unknown)]
         else:
             found = [(entry, None, "path does not exist")]
         for path, st, problem in found:

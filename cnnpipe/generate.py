@@ -17,10 +17,10 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from .atomic import atomic_path  # noqa: E402
-from .checkpoint import load_model  # noqa: E402
+from .checkpoint import load_vae  # noqa: E402
 from .denoise import read_frames  # noqa: E402
 from .errors import UserError  # noqa: E402
-from .ingest import read_csv  # noqa: E402
+from .tables import read_manifest  # noqa: E402
 
 
 def parse_frame_id(text: str) -> tuple[str, str, int]:
@@ -33,7 +33,7 @@ def parse_frame_id(text: str) -> tuple[str, str, int]:
 
 def pick_rows(manifest: str | Path, ids: list[tuple[str, str, int]] | None) -> pd.DataFrame:
     """Manifest rows of the two frames to interpolate; default: the first and last ingested frames."""
-    df = read_csv(manifest)
+    df = read_manifest(manifest)
     ok = df[df["status"] == "ok"]
     if ids is None:
         if len(ok) < 2:
@@ -66,19 +66,16 @@ def _grid(images: np.ndarray, cols: int, titles: list[str] | None, path: Path, s
 
 
 @torch.no_grad()
-def generate(model_path: str | Path, features: list[str], manifest: str | Path, out_dir: str | Path,
-             device: torch.device, n: int = 16, steps: int = 8, seed: int = 0,
+def generate(model_path: str | Path, features: list[str], manifest: str | Path, samples_png: str | Path,
+             interpolation_png: str | Path, device: torch.device, n: int = 16, steps: int = 8, seed: int = 0,
              between: list[tuple[str, str, int]] | None = None) -> tuple[Path, Path]:
-    """Write ``samples.png`` (``n`` prior samples) and ``interpolation.png`` into ``out_dir``."""
-    model, meta = load_model(model_path, device)
-    if meta["kind"] != "vae":
-        raise UserError(f"{model_path} is a {meta['kind']} model; generate needs the VAE (vae.pt)")
+    """Write ``samples_png`` (``n`` prior samples) and ``interpolation_png`` (a latent walk)."""
+    model, _ = load_vae(model_path, device)
     latent = model.mu.out_features
     g = torch.Generator().manual_seed(seed)
     z = torch.randn(n, latent, generator=g).to(device)
     samples = model.decode(z)[:, 0].float().cpu().numpy()
-    out_dir = Path(out_dir)
-    s_path, i_path = out_dir / "samples.png", out_dir / "interpolation.png"
+    s_path, i_path = Path(samples_png), Path(interpolation_png)
     _grid(samples, int(np.ceil(np.sqrt(n))), None, s_path, f"{n} frames decoded from z ~ N(0, I)")
 
     rows = pick_rows(manifest, between)

@@ -15,18 +15,18 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .config import Config
-from .csvcells import neutralise, restore
 from .normalise import normalise_block
 from .pixel_outliers import STATS, outlier_maps
 from .progress import progress
-from .readers import Problem, plan_units, read_unit, resolve_inputs, shard_units
+from .readers import Problem, plan_units, population, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
+from .tables import read_manifest, write_csv
 from .tiling import tiles, tiles_per_frame
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width", "status", "reason",
-                    "frame", "y0", "x0", "label", "header"]
+                    "frame", "y0", "x0", "label", "header", "population"]
 
 
 def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.ndarray], list[tuple[int, int, int]],
@@ -69,7 +69,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
     ``exclude``/``keep``: the workflow's own output folders, never read as inputs (see cnnpipe.discover)."""
     limits = cfg.ingest.limits
     units = shard_units(plan_units(resolve_inputs(cfg.inputs, exclude, keep), cfg.ingest.n_shards,
-                                   cfg.ingest.hdf5_dataset, limits), shard, cfg.ingest.n_shards)
+                                   cfg.ingest.hdf5_dataset, limits=limits), shard, cfg.ingest.n_shards)
     rows: list[dict] = []
     size = cfg.ingest.tile_size
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
@@ -77,7 +77,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
         f.attrs["normalise"] = cfg.ingest.normalise.method
         f.attrs["tile_size"], f.attrs["tile_overlap"] = size, cfg.ingest.tile_overlap
         for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units"):
-            records = read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels, limits)
+            records = read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels, limits=limits)
             for rec in records:
                 if not isinstance(rec, Problem):
                     try:
@@ -96,11 +96,12 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
                     rows.append(_row(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
                     log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
                 header = json.dumps(rec.header, default=str)
+                pop = population(unit.kind, printable(rec.source), rec.key)
                 per_frame = tiles_per_frame(h, w, size, cfg.ingest.tile_overlap)
                 for t, (j, y0, x0) in enumerate(where):
                     index = (rec.start + j) * per_frame + t % per_frame  # the same whichever shard reads it
                     rows.append(_row(rec.source, rec.key, index, shard, writer.n + t, h, w, "ok", "",
-                                     rec.start + j, y0, x0, int(rec.labels[j]), header))
+                                     rec.start + j, y0, x0, int(rec.labels[j]), header, pop))
                 if len(cut):
                     writer.append(frames=cut, **stats, label=rec.labels[[j for j, _, _ in where]].astype(np.int64))
         writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
@@ -114,25 +115,15 @@ def printable(path: str) -> str:
 
 
 def _row(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
-         header="{}") -> dict:
+         header="{}", population="") -> dict:
     return dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
-                status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header)
-
-
-def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically (temp name, then rename), text cells safe for spreadsheets (csvcells)."""
-    with atomic_path(path) as tmp:
-        neutralise(df).to_csv(tmp, index=False)
-
-
-def read_csv(path: str | Path) -> pd.DataFrame:
-    return restore(pd.read_csv(path, keep_default_na=False, na_values=[""],
-                               dtype={"source": str, "key": str, "reason": str}))
+                status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header,
+                population=population)
 
 
 def merge_manifests(parts: list[str | Path], out: str | Path) -> pd.DataFrame:
     """Concatenate the per-shard manifests; raise ValueError when no input gave a single usable frame."""
-    df = pd.concat([read_csv(p) for p in parts], ignore_index=True)
+    df = pd.concat([read_manifest(p) for p in parts], ignore_index=True)
     df["reason"] = df["reason"].fillna("")
     if not (df["status"] == "ok").any():
         bad = df.drop_duplicates("source")

@@ -19,7 +19,7 @@ import numpy as np
 NOISE_SAMPLE = 1024  # pixels per frame the noise is estimated from
 
 # Batcher's odd-even merge sort of 8 values: 19 compare-exchanges, each an elementwise min/max over whole
-# arrays; 2-3x faster than scipy.ndimage.median_filter's per-pixel selection with a 3x3 ring footprint
+# arrays (equal to scipy.ndimage.median_filter with a 3x3 ring footprint: tests/test_pixel_outliers.py)
 _SORT8 = [(0, 1), (2, 3), (4, 5), (6, 7), (0, 2), (1, 3), (4, 6), (5, 7), (1, 2), (5, 6),
           (0, 4), (1, 5), (2, 6), (3, 7), (2, 4), (3, 5), (1, 2), (3, 4), (5, 6)]
 

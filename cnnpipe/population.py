@@ -1,17 +1,20 @@
 """Which population a frame belongs to: frames are compared only with others of their kind."""
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 
+from .errors import UserError
+
 
 def population(df: pd.DataFrame) -> np.ndarray:
-    """The population a frame belongs to: its HDF5 dataset, or the folder of its FITS file.
+    """The population of every row of a manifest-derived table: the ``population`` column ingestion wrote
+    (each reader says what its frames are compared with: the HDF5 dataset, the folder of a FITS file).
 
     Component scores are normalised within a population, so a run mixing, say, sky frames and detector
     events ranks each against its own kind instead of letting one kind's larger errors swamp the other.
     """
-    is_h5 = df.key.str.startswith("/")
-    return np.where(is_h5, df.source + ":" + df.key, df.source.map(os.path.dirname))
+    if "population" not in df:
+        raise UserError("the manifest has no 'population' column: it was written by an older cnnpipe; "
+                        "rerun ingest")
+    return df["population"].astype(str).to_numpy()

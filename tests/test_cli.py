@@ -162,6 +162,7 @@ def test_score_refuses_a_checkpoint_from_another_config(tmp_path, capsys):
     assert "different model config (latent_dim: checkpoint 4 vs config 8)" in line
     assert "retrain or restore the matching config" in line
     small["train"]["vae"]["latent_dim"] = 4  # the matching config gets past the VAE to the next check
+    small["score"] = {"weights": {"recon": 1.0, "cnn": 1.0}}  # the CNN is read only when its component counts
     assert main(["score", "--settings", json.dumps(small), "--shard", "0", "--features", "f.h5", "--frames", "g.h5",
                  "--reference", "r.h5", "--manifest", "m.csv", "--vae", str(vae), "--cnn", str(vae),
                  "--out", str(tmp_path / "s.pq")]) == 2

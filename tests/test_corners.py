@@ -10,7 +10,7 @@ from cnnpipe.corners import (Reference, gaussian_blur, read_reference, reference
                              symmetry_average, write_reference)
 from cnnpipe.errors import UserError
 from cnnpipe.demo import _draw, helix, track_event
-from cnnpipe.ingest import write_csv
+from cnnpipe.tables import write_csv
 
 ALL = dict(hflip=True, vflip=True, rot90=True)
 
@@ -75,6 +75,22 @@ def test_symmetry_average_spans_the_allowed_group():
                                np.mean([np.rot90(m, k) for k in range(4)], axis=0))
 
 
+def test_symmetry_average_uses_the_orientations_the_models_train_with():
+    """Both flips without rot90: the mirror images only, never their composition (the 180-degree turn that
+    rot90 = false forbids), the same three orientations augment gives the CNN and the VAE."""
+    from cnnpipe.augment import allowed_transforms, dihedral
+    from cnnpipe.config import Augment
+
+    m = np.random.default_rng(4).random((6, 6))
+    aug = Augment(hflip=True, vflip=True, rot90=False, translate=0)
+    assert [(t.k, t.flip) for t in dihedral(aug)] == [(0, False), (0, True), (2, True)]
+    assert {(t.k, t.flip) for t in allowed_transforms(aug)} == {(0, False), (0, True), (2, True)}
+    np.testing.assert_allclose(symmetry_average(m, hflip=True, vflip=True, rot90=False),
+                               (m + m[:, ::-1] + m[::-1, :]) / 3)
+    assert not np.allclose(symmetry_average(m, hflip=True, vflip=True, rot90=False),
+                           (m + m[:, ::-1] + m[::-1, :] + m[::-1, ::-1]) / 4)  # not the closure with rot180
+
+
 def test_reference_divides_by_each_frames_population_map_and_names_a_missing_one(tmp_path):
     maps = np.stack([np.full((8, 8), 2.0), np.full((8, 8), 0.5)])
     write_reference(tmp_path / "ref.h5", ["/d/ev.h5:/events", "/d/sky"], maps, np.array([3, 4]), 1.0)
@@ -96,7 +112,9 @@ def _shard(tmp_path, frames: np.ndarray, sources: list[str], keys: list[str]):
     with h5py.File(path, "w") as f:
         f["frames"] = frames.astype(np.float32)
     man = pd.DataFrame({"source": sources, "key": keys, "index": range(len(frames)), "shard": 0,
-                        "row": range(len(frames)), "status": "ok"})
+                        "row": range(len(frames)), "status": "ok",
+                        "population": [f"{s}:{k}" if k.startswith("/") else s.rsplit("/", 1)[0]  # as the readers say
+                                       for s, k in zip(sources, keys)]})
     write_csv(man, tmp_path / "manifest.csv")
     return path, man
 

@@ -41,3 +41,53 @@ def test_ingest_reruns_when_an_input_is_changed_or_added(tmp_path):
     shutil.copy(tmp_path / "in" / name, tmp_path / "in" / f"copy-{name}")
     out = planned(tmp_path, cfg)
     assert re.search(r"^ingest\s+2$", out, re.M), out[-2000:]  # both shards: files are dealt in order
+
+
+def test_plain_snakemake_from_the_repository_applies_the_default_profile(tmp_path):
+    """`snakemake` run from the repository root (no --profile, no --snakefile, no target) finds the root
+    Snakefile, plans the whole workflow (its default target: the report) and, through ./profiles, applies
+    workflow/profiles/default: its printshellcmds shows every job's command in a dry run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import yaml
+    from workflow_run import REPO, TINY
+
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(TINY))
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "Using workflow specific profile profiles/default" in out, out[-3000:]
+    assert "cnnpipe ingest --settings" in out and "cnnpipe report --settings" in out  # printshellcmds: true
+    plain = subprocess.run([sys.executable, "-m", "snakemake", "--directory", str(tmp_path), "-n", TARGET,
+                            "--workflow-profile", "none"], cwd=REPO, env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert plain.returncode == 0 and "cnnpipe ingest --settings" not in plain.stdout + plain.stderr
+
+
+def test_the_cnn_is_trained_only_when_its_component_counts(tmp_path):
+    """score.weights.cnn = 0 (the default): no train_cnn job, the score jobs get no --cnn, the report no
+    CNN metrics; above 0: the CNN is trained and every score job reads it."""
+    from workflow_run import TINY
+
+    from cnnpipe.components import default_weights
+
+    off = {**TINY, "score": {"weights": default_weights()}}
+    plan = planned_all(tmp_path, off)
+    assert not re.search(r"^train_cnn\s", plan, re.M) and "--cnn" not in plan and "--cnn-metrics" not in plan
+    assert re.search(r"^train_vae\s+1$", plan, re.M) and re.search(r"^score\s+2$", plan, re.M)
+    plan = planned_all(tmp_path, TINY)  # weight 0.25
+    assert re.search(r"^train_cnn\s+1$", plan, re.M)
+    assert plan.count("--cnn results/models/cnn.pt") == 2 and "--cnn-metrics results/models/cnn_metrics.csv" in plan
+
+
+def planned_all(workdir, cfg) -> str:
+    """The dry run of the whole workflow, shell commands printed."""
+    proc = snakemake(workdir, cfg, "-n", "-p")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout + proc.stderr
+

@@ -86,7 +86,7 @@ def test_readme_repository_paths_and_links_exist():
 
 
 def test_readme_output_files_are_workflow_outputs():
-    rules = "\n".join(p.read_text() for p in [ROOT / "Snakefile", *(ROOT / "workflow" / "rules").glob("*.smk")])
+    rules = "\n".join(p.read_text() for p in [ROOT / "workflow" / "Snakefile", *(ROOT / "workflow" / "rules").glob("*.smk")])
     table = [line for line in README.splitlines() if line.startswith("| `")]
     outputs = {p for line in table for p in re.findall(r"`((?:results|logs)/[^`]*)`", line.split("|")[1])}
     assert {"results/anomalies.csv", "results/anomalies_by_frame.csv", "results/generate/*.png"} <= outputs

@@ -32,7 +32,7 @@ from cnnpipe.labels import read_labels
 from cnnpipe.limits import Limits
 from cnnpipe.models import build
 from cnnpipe.readers import Block, Problem, Unit, plan_units, read_unit, resolve_inputs
-from cnnpipe.score import ensemble, small_populations
+from cnnpipe.rank import ensemble, small_populations
 
 CNNPIPE = os.path.join(os.path.dirname(sys.executable), "cnnpipe")
 RSS_LIMIT_MB = 2500
@@ -77,7 +77,7 @@ def _ingest(root: Path, settings: dict, out: Path, *extra: str, timeout: float =
 def test_hostile_corpus_through_ingest(hostile):
     """Every hostile file quarantined with a one-line reason naming what was refused; every readable file
     read exactly once; no traceback, no hang, bounded memory, no byte of an outside file in the outputs."""
-    from cnnpipe.ingest import read_csv
+    from cnnpipe.tables import read_table as read_csv
 
     root, cases, readable = hostile
     out = root / "out"
@@ -133,10 +133,10 @@ def test_limits_are_config_and_raising_them_reads_more(tmp_path):
     np.testing.assert_array_equal(np.concatenate([b.images for b in blocks]), cube)
     with h5py.File(tmp_path / "x.h5", "w") as f:
         f["x"] = cube
-    units = plan_units([(str(tmp_path / "x.h5"), "")], 1, None, per_read)
-    assert [len(b.images) for u in units for b in read_unit(u, 64, None, per_read)] == [2, 2, 2]
+    units = plan_units([(str(tmp_path / "x.h5"), "")], 1, None, limits=per_read)
+    assert [len(b.images) for u in units for b in read_unit(u, 64, None, limits=per_read)] == [2, 2, 2]
     tiny = Limits(max_frame_pixels=1000)
-    assert "max_frame_pixels" in plan_units([(str(tmp_path / "x.h5"), "")], 1, None, tiny)[0].reason
+    assert "max_frame_pixels" in plan_units([(str(tmp_path / "x.h5"), "")], 1, None, limits=tiny)[0].reason
     assert isinstance(next(read_unit(Unit(str(tmp_path / "cube.fits"), "fits"), limits=tiny)), Problem)
     assert isinstance(next(read_unit(Unit(str(tmp_path / "cube.fits"), "fits"), limits=Limits())), Block)
 
@@ -271,7 +271,7 @@ def test_refused_checkpoint_message_is_whole(tmp_path):
 
 
 def test_csv_text_cells_cannot_be_formulas(tmp_path):
-    from cnnpipe.ingest import read_csv, write_csv
+    from cnnpipe.tables import read_table as read_csv, write_csv
 
     df = pd.DataFrame({"source": ["=HYPERLINK(1).fits", "+1+1.fits", "-2.fits", "@x.fits", "'q.fits", "ok.fits"],
                        "key": ["0"] * 6, "score": [-1.5, 2.0, 0.0, 1.0, 3.0, 4.0]})
@@ -287,6 +287,7 @@ def test_csv_text_cells_cannot_be_formulas(tmp_path):
 def test_population_of_one_is_scored_against_the_whole_run():
     n = 30
     df = pd.DataFrame({"source": [f"big/{i}.fits" for i in range(n)] + ["lonely/x.fits"], "key": "0",
+                       "population": ["big"] * n + ["lonely"],
                        "recon": np.r_[np.random.default_rng(0).normal(1, 0.1, n), 5.0]})
     assert ensemble(df, {"recon": 1.0}, "robust_z", 2.0)[-1] == 0  # alone, it is its own median
     pooled, small = small_populations(df, 20)
@@ -329,7 +330,8 @@ def test_disk_full_during_ingest(tmp_path, small_disk):
 
 
 def test_disk_full_during_training(tmp_path, small_disk):
-    from cnnpipe.ingest import ingest_shard, write_csv
+    from cnnpipe.ingest import ingest_shard
+    from cnnpipe.tables import write_csv
     from cnnpipe.preprocess import preprocess_shard
 
     corpus.good(tmp_path / "good")
@@ -360,7 +362,7 @@ def test_hostile_corpus_through_the_workflow(tmp_path, workdir):
     """``inputs: ["."]`` in a folder holding the hostile corpus, good files, a stale output shard and a labels
     file with repeated rows: the run finishes, every readable frame is ranked once, every hostile file is
     quarantined with its reason, nothing of the outside file or of results/ is read, no traceback."""
-    from cnnpipe.ingest import read_csv
+    from cnnpipe.tables import read_table as read_csv
 
     wd = workdir
     outside = hc.outside(tmp_path / "outside")

@@ -14,9 +14,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import in_ci
 from PIL import Image
 
-from cnnpipe import report
+from cnnpipe import components, figures, report
 from cnnpipe.cli import main
 from cnnpipe.config import parse
 
@@ -83,14 +84,24 @@ def make_results(root: Path, n: int = N, k: int = K, metrics: bool = True) -> Pa
     return res
 
 
-def config(table_rows: int = CAP, top_k: int = K) -> dict:
-    return parse({"inputs": ["data"], "report": {"top_k": top_k, "table_rows": table_rows}}).raw
+def config(table_rows: int = CAP, top_k: int = K):
+    return parse({"inputs": ["data"], "report": {"top_k": top_k, "table_rows": table_rows}})
+
+
+def inputs(res: Path) -> report.ReportInputs:
+    """The report rule's declared inputs, as made by make_results (optional ones may be deleted)."""
+    return report.ReportInputs(
+        anomalies=res / "anomalies.csv", manifest=res / "manifest.csv", by_frame=res / "anomalies_by_frame.csv",
+        gallery=res / "gallery.h5", latent_map=res / "latent_map.csv",
+        metrics={m: res / "models" / f"{m}_metrics.csv" for m in ("cnn", "vae")},
+        generated={n: res / "generate" / f"{n}.png" for n in ("samples", "interpolation")},
+        benchmarks=res / "benchmarks")
 
 
 @pytest.fixture
 def built(tmp_path):
     res = make_results(tmp_path)
-    out = report.write_report(res, res / "report" / "index.html", config(), K, CAP)
+    out = report.write_report(inputs(res), res / "report" / "index.html", config())
     return res, out, out.read_text()
 
 
@@ -103,7 +114,7 @@ def decode_png(uri: str) -> np.ndarray:
 
 def test_colourise_masks_nan_in_mask_colour_and_scales_grey():
     a = np.array([[0.0, 1.0], [np.nan, 0.5]])
-    rgba = decode_png(report.data_uri(report.png_bytes(report.colourise(a, "gray", 0.0, 1.0))))
+    rgba = decode_png(figures.data_uri(figures.png_bytes(figures.colourise(a, "gray", 0.0, 1.0))))
     assert rgba.shape == (2, 2, 4)
     assert tuple(rgba[1, 0, :3]) == (0x39, 0xFF, 0x14)  # MASK_COLOUR
     assert tuple(rgba[0, 0, :3]) == (0, 0, 0) and tuple(rgba[0, 1, :3]) == (255, 255, 255)
@@ -157,7 +168,7 @@ def test_frame_rollup_table(built):
 
 def test_no_cap_when_table_rows_large(tmp_path):
     res = make_results(tmp_path)
-    html = report.render(report.build_context(res, config(), K, 1000)[0])
+    html = report.render(report.build_context(inputs(res), config(table_rows=1000))[0])
     body = html.split('id="ranked"', 1)[1].split("</table>", 1)[0]
     assert body.count("<tr") == N + 1  # header + one per ranked frame
     assert "raise report.table_rows" not in html
@@ -165,11 +176,11 @@ def test_no_cap_when_table_rows_large(tmp_path):
 
 def test_summary_runtime_versions_and_quarantine(built):
     res, _, html = built
-    total, steps = report.run_time(res)
+    total, steps = report.run_time(res / "benchmarks")
     assert total == pytest.approx(3.75)
     assert dict(steps) == pytest.approx({"ingest": 3.5, "manifest": 0.25})
     assert "3.8 s" in html
-    ctx, _ = report.build_context(res, config(), K, CAP)
+    ctx, _ = report.build_context(inputs(res), config())
     assert ctx["summary"]["n_frames"] == N and ctx["summary"]["n_quarantined_files"] == 1
     assert ctx["summary"]["quarantined"][0]["reason"].startswith("not a FITS file")
     assert set(ctx["versions"]) == {"cnnpipe", "torch", "numpy", "astropy", "h5py", "snakemake"}
@@ -178,7 +189,7 @@ def test_summary_runtime_versions_and_quarantine(built):
     # component percentile of the top card: its 'recon' rank among all rows
     a = pd.read_csv(res / "anomalies.csv")
     expect = round(a["recon"].rank(pct=True).iloc[0] * 100)
-    assert ctx["gallery"][0]["components"][0] == {"name": "recon", "help": report.COMPONENTS["recon"],
+    assert ctx["gallery"][0]["components"][0] == {"name": "recon", "help": components.description("recon"),
                                                   "value": report.fmt_num(a["recon"].iloc[0]), "pct": expect}
     assert ctx["gallery"][0]["label"] == "interesting"
     assert ctx["gallery"][0]["header"]["OBJECT"] == XSS  # raw in the context, escaped only by the template
@@ -195,7 +206,7 @@ def test_gallery_joins_scores_by_rank_even_with_repeated_ids(tmp_path):
         f.create_dataset("source", data=a["source"][:K].tolist(), dtype=s)
         f.create_dataset("key", data=a["key"][:K].tolist(), dtype=s)
         f["index"][1] = a["index"][1]
-    cards = report.build_context(res, config(), K, CAP)[0]["gallery"]
+    cards = report.build_context(inputs(res), config())[0]["gallery"]
     assert [c["score"] for c in cards[:2]] == [report.fmt_num(a["score"][0]), report.fmt_num(a["score"][1])]
     assert cards[1]["components"][0]["value"] == report.fmt_num(a["recon"][1])
 
@@ -203,7 +214,7 @@ def test_gallery_joins_scores_by_rank_even_with_repeated_ids(tmp_path):
 def test_metric_panels_pair_train_and_val():
     df = pd.DataFrame({"epoch": [1, 2], "train_loss": [2.0, 1.0], "train_kl": [1.0, 0.5], "val_loss": [3.0, 2.0],
                        "val_kl": [1.0, 0.7], "lr": [1e-3, 5e-4], "note": ["a", "b"]})
-    assert report.metric_panels(df) == [("loss", ["train_loss", "val_loss"]), ("kl", ["train_kl", "val_kl"]),
+    assert figures.metric_panels(df) == [("loss", ["train_loss", "val_loss"]), ("kl", ["train_kl", "val_kl"]),
                                         ("lr", ["lr"])]
 
 
@@ -212,7 +223,7 @@ def test_missing_optional_files_say_so(tmp_path):
     for p in ("gallery.h5", "latent_map.csv", "anomalies_by_frame.csv"):
         (res / p).unlink()
     shutil.rmtree(res / "benchmarks")
-    out = report.write_report(res, tmp_path / "r" / "index.html", config(), K, CAP)
+    out = report.write_report(inputs(res), tmp_path / "r" / "index.html", config())
     html = out.read_text()
     assert "results/models/cnn_metrics.csv is absent" in html and "results/models/vae_metrics.csv is absent" in html
     assert "No gallery" in html and "No latent map" in html and "No generated images" in html
@@ -224,17 +235,19 @@ def test_missing_optional_files_say_so(tmp_path):
 def test_generated_images_embedded(tmp_path):
     res = make_results(tmp_path)
     (res / "generate").mkdir()
-    png = report.png_bytes(np.zeros((4, 8, 3), np.uint8))
+    png = figures.png_bytes(np.zeros((4, 8, 3), np.uint8))
     (res / "generate" / "samples.png").write_bytes(png)
-    html = report.render(report.build_context(res, config(), K, CAP)[0])
-    assert report.data_uri(png) in html and "No generated images" not in html
+    html = report.render(report.build_context(inputs(res), config())[0])
+    assert figures.data_uri(png) in html and "No generated images" not in html
 
 
 def test_cli_report_writes_page_and_figures(tmp_path):
     res = make_results(tmp_path)
     out = tmp_path / "site" / "index.html"
     settings = json.dumps({"inputs": ["data"], "report": {"top_k": 3, "table_rows": 10}})
-    assert main(["report", "--settings", settings, "--results", str(res), "--out", str(out)]) == 0
+    args = ["--anomalies", res / "anomalies.csv", "--manifest", res / "manifest.csv", "--gallery", res / "gallery.h5",
+            "--latent-map", res / "latent_map.csv", "--vae-metrics", res / "models" / "vae_metrics.csv"]
+    assert main(["report", "--settings", settings, *map(str, args), "--out", str(out)]) == 0
     html = out.read_text()
     assert len(re.findall(r'<article class="card"', html)) == 3
     for name in ("latent_map.png", "training_curves.png"):
@@ -243,7 +256,8 @@ def test_cli_report_writes_page_and_figures(tmp_path):
 
 
 def test_cli_report_missing_inputs_is_one_line_error(tmp_path, capsys):
-    assert main(["report", "--results", str(tmp_path), "--out", str(tmp_path / "i.html")]) == 2
+    assert main(["report", "--anomalies", str(tmp_path / "anomalies.csv"), "--manifest", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "i.html")]) == 2
     assert "anomalies.csv" in capsys.readouterr().err
 
 
@@ -257,7 +271,7 @@ def _browser():
         sync_playwright = None
     if sync_playwright is None or not os.path.exists(CHROMIUM):
         msg = f"playwright or {CHROMIUM} missing (apt-get install chromium; pip install playwright)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        if in_ci():
             pytest.fail(msg)
         pytest.skip(msg)
     return sync_playwright

@@ -4,15 +4,19 @@ import pandas as pd
 import pytest
 import torch
 
-from cnnpipe import config
-from cnnpipe.labels import read_labels
-from cnnpipe.score import (COMPONENTS, by_frame, ensemble, knn_distance, label_adjustment, mahalanobis, population,
-                           rank_scores, robust_z, top_mean)
+from cnnpipe import components, config
+from cnnpipe.components.latent import knn_distance
+from cnnpipe.components.latent import mahalanobis_distance as mahalanobis
+from cnnpipe.components.vae import top_mean
+from cnnpipe.population import population
+from cnnpipe.rank import by_frame, ensemble, label_adjustment, rank_scores, read_labels, robust_z
+
+POWER = config.parse({}).score.power  # the schema's default
 
 
 def _only(name: str) -> dict[str, float]:
     """Weights with one component on (the config merges given weights over the defaults)."""
-    return {c: float(c == name) for c in COMPONENTS}
+    return {c: float(c == name) for c in components.names()}
 
 
 def test_top_mean_ignores_masked_pixels():
@@ -45,6 +49,7 @@ def _table(n=60, seed=0):
     # the detector population has 10x larger errors than the sky population
     df["recon"] = np.r_[rng.normal(1, 0.1, n), rng.normal(10, 1, n)]
     df["masked"] = 0.0
+    df["population"] = np.where(df.key == "0", "/sky", "/det/t.h5:/events")  # as ingestion records it
     return df
 
 
@@ -53,7 +58,7 @@ def test_ensemble_normalises_within_population():
     df.loc[5, "recon"] = 3.0       # a sky frame 20 sigma out: small next to any detector value
     df.loc[70, "masked"] = 0.25    # a detector frame with a masked patch
     for method in ("robust_z", "rank"):
-        s = ensemble(df, {"recon": 1.0, "masked": 1.0}, method)
+        s = ensemble(df, {"recon": 1.0, "masked": 1.0}, method, POWER)
         top2 = set(np.argsort(-s)[:2])
         assert (5 in top2) if method == "rank" else top2 == {5, 70}, (method, top2)
     assert set(population(df)) == {"/sky", "/det/t.h5:/events"}
@@ -62,7 +67,7 @@ def test_ensemble_normalises_within_population():
 def test_weights_zero_drop_a_component():
     df = _table()
     df.loc[70, "masked"] = 0.25
-    s = ensemble(df, {"recon": 1.0, "masked": 0.0})
+    s = ensemble(df, {"recon": 1.0, "masked": 0.0}, "robust_z", POWER)
     assert np.argmax(s) != 70
 
 
@@ -82,7 +87,7 @@ def test_rank_scores_contract_and_rollup(tmp_path):
     cfg = config.parse({"score": {"weights": _only("recon"), "k": 2}})
     n = 12
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": [i // 4 for i in range(n)],
-                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "recon": np.linspace(0, 1, n) ** 2,
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "", "recon": np.linspace(0, 1, n) ** 2,
                          "recon_sobel": 0.0, "kl": 0.0, "masked": 0.0, "sobel_peak": 0.0, "cnn": 0.0,
                          "z0": np.arange(n, dtype=float), "z1": 0.0})
     ranked, z = rank_scores(cfg, [part.iloc[:6], part.iloc[6:]], read_labels(None))
@@ -107,10 +112,34 @@ def test_boring_label_sinks_the_top_frame_whatever_the_score_scale():
     cfg = config.parse({"score": {"weights": _only("masked"), "label_neighbours": 1}})
     n = 20
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
-                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "masked": [0.5] + [0.0] * (n - 1),
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "", "masked": [0.5] + [0.0] * (n - 1),
                          "z0": np.arange(n, dtype=float)})
     ranked, _ = rank_scores(cfg, [part], read_labels(None))
     assert ranked["index"].iloc[0] == 0 and ranked.score.iloc[0] == 50.0  # robust z clipped at 50
     labels = pd.DataFrame({"source": ["f.fits"], "key": ["0"], "index": [0], "label": ["boring"]})
     ranked, _ = rank_scores(cfg, [part], labels)
     assert ranked["index"].iloc[-1] == 0 and ranked.label.iloc[-1] == "boring"
+
+
+def test_zero_weight_components_are_not_computed():
+    from cnnpipe import components
+
+    w = config.parse({}).score.weights
+    assert w["cnn"] == 0 and w["kl"] == 0
+    names = [c.name for c in components.active(w)]
+    assert "cnn" not in names and "kl" not in names and "recon" in names
+    assert components.models_needed(w) == {"vae"}
+    assert components.models_needed({**w, "cnn": 0.5}) == {"vae", "cnn"}
+    assert [c.name for c in components.gathered({"latent_knn": 1.0})] == ["latent_knn"]
+    cfg = config.parse({"score": {"weights": _only("recon"), "k": 2}})
+    n = 8
+    part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "",
+                         "recon": np.arange(n, dtype=float), "z0": np.arange(n, dtype=float)})
+    ranked, _ = rank_scores(cfg, [part], read_labels(None))
+    assert "latent_knn" not in ranked and "mahalanobis" not in ranked   # gathered ones at weight 0: no column
+    assert ranked["index"].iloc[0] == n - 1
+    off = config.parse({"score": {"weights": {c: 0.0 for c in components.names()}}})  # all off: one score, 0
+    ranked, _ = rank_scores(off, [part.drop(columns="recon")], read_labels(None))
+    assert (ranked.score == 0).all() and len(ranked) == n
+

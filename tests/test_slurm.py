@@ -1,12 +1,15 @@
-"""The whole workflow through a real SLURM (tests/slurm/up.sh) gives the same outputs as a local run.
+"""The workflow through a real SLURM (tests/slurm/up.sh): the CPU profile on a node without GPUs gives the
+same outputs as a local run; the GPU profile gets the training jobs a GPU on a node that has them.
 
-Needs root and Debian's slurmctld/slurmd/slurm-client/munge. Without them the test is skipped locally
-(reason printed) but fails under CI=true, where .ci/run has installed them. Two copies of the workflow run
-on the same tiny demo config, one through workflow/profiles/slurm, one with `--cores 2`; then
-- every job of the SLURM run has a SLURM job id in Snakemake's log, a SLURM log file, and SLURM itself
-  reports it COMPLETED (jobs of rules that ask for a GPU were given one);
-- the outputs agree: the ranking (anomalies.csv) when the pipeline produces one, the manifest, and the
-  arrays of every frames/features shard.
+Needs root and Debian's slurmctld/slurmd/slurm-client/munge. Without them the tests are skipped locally
+(reason printed) but fail in CI (tests/conftest.py: in_ci), where .ci/run has installed them.
+1. CPU: the node advertises no generic resources at all (like most clusters' default partition; a job
+   asking for a GPU is refused there). Two copies of the workflow run on the same tiny demo config, one
+   through workflow/profiles/slurm, one with `--cores 2`; then every job of the SLURM run has a SLURM job
+   id in Snakemake's log, a SLURM log file, SLURM reports it COMPLETED without any gres; and the outputs
+   agree: the ranking (anomalies.csv), the manifest, and the arrays of every frames/features shard.
+2. GPU: the node is restarted advertising a GPU; the features are made locally, then the two training
+   jobs run through workflow/profiles/slurm-gpu, and SLURM shows each was allocated a GPU.
 """
 from __future__ import annotations
 
@@ -21,7 +24,11 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import in_ci
 import yaml
+import yte
+
+from cnnpipe.components import default_weights
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
@@ -34,6 +41,7 @@ TINY_CONFIG = {
     "demo": {"sky_frames": 16, "track_frames": 24},
     "ingest": {"n_shards": 2},
     "train": {"cnn": {"epochs": 1}, "vae": {"epochs": 1}},
+    "score": {"weights": {**default_weights(), "cnn": 0.25}},  # a CNN weight > 0: train_cnn is a job too
 }
 # Flags only for this local cluster, which has no accounting: sacct knows no jobs there and the plugin
 # would wait forever (ENVIRONMENT-NOTES); real clusters keep the profile's defaults.
@@ -61,20 +69,41 @@ def _why_unavailable() -> str | None:
     return None
 
 
+def _running_mode() -> str | None:
+    """The mode ("cpu"/"gpu") of a cluster that tests/slurm/up.sh started and that answers, else None."""
+    conf = Path("/etc/slurm/slurm.conf")
+    try:
+        sinfo = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=10)
+    except subprocess.TimeoutExpired:
+        return None
+    if sinfo.returncode != 0 or not sinfo.stdout.strip() or not conf.is_file():
+        return None
+    mode = re.search(r"^# written by cnnpipe tests/slurm/up.sh; mode (\w+)$", conf.read_text(), re.M)
+    return mode.group(1) if mode else None
+
+
 @pytest.fixture(scope="module")
 def cluster():
-    """A running single-node cluster; stopped afterwards only if this test started it."""
+    """``up(mode)`` starts the single-node cluster in mode "cpu" (no gres) or "gpu" (restarting it when the
+    mode changes). Afterwards the cluster is stopped if it was not running before, else put back in the
+    mode it was found in."""
     reason = _why_unavailable()
     if reason:
-        if os.environ.get("CI") == "true":
+        if in_ci():
             pytest.fail(f"SLURM test must run in CI but cannot: {reason}")
         print(f"SKIP test_slurm: {reason}")
         pytest.skip(reason)
-    up = subprocess.run(["bash", str(UP), "120"], capture_output=True, text=True, timeout=180)
-    assert up.returncode == 0, f"tests/slurm/up.sh failed:\n{up.stdout}\n{up.stderr}"
-    print(up.stdout.strip())
-    yield
-    if "already up" not in up.stdout:
+    before = _running_mode()
+
+    def up(mode: str) -> None:
+        out = subprocess.run(["bash", str(UP), mode, "120"], capture_output=True, text=True, timeout=180)
+        assert out.returncode == 0, f"tests/slurm/up.sh {mode} failed:\n{out.stdout}\n{out.stderr}"
+        print(out.stdout.strip())
+
+    yield up
+    if before:
+        up(before)
+    else:
         subprocess.run(["bash", str(DOWN)], capture_output=True, timeout=60)
 
 
@@ -91,9 +120,20 @@ def _copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def _test_profile(workdir: Path, cpus: int) -> Path:
-    """workflow/profiles/slurm, with requests shrunk to fit this one small node (GPU requests kept)."""
-    profile = yaml.safe_load((REPO / "workflow/profiles/slurm/config.yaml").read_text())
+def _profile(workdir: Path, name: str) -> dict:
+    """workflow/profiles/<name> as Snakemake reads it (YTE templates rendered, run from ``workdir``)."""
+    here = os.getcwd()
+    os.chdir(workdir)
+    try:
+        with open(f"workflow/profiles/{name}/config.yaml") as f:
+            return yte.process_yaml(f, require_use_yte=True)
+    finally:
+        os.chdir(here)
+
+
+def _test_profile(workdir: Path, name: str, cpus: int) -> Path:
+    """workflow/profiles/<name>, with requests shrunk to fit this one small node (GPU requests kept)."""
+    profile = _profile(workdir, name)
 
     def fit(resources: dict) -> dict:
         out = dict(resources)
@@ -107,7 +147,7 @@ def _test_profile(workdir: Path, cpus: int) -> Path:
     profile["set-resources"] = {rule: fit(res) for rule, res in profile.get("set-resources", {}).items()}
     profile["set-threads"] = {rule: min(n, cpus) for rule, n in profile.get("set-threads", {}).items()}
     profile["retries"] = 0  # a failure here is a bug to see at once, not to retry
-    path = workdir / "test-profile"
+    path = workdir.parent / f"test-profile-{name}"
     path.mkdir()
     (path / "config.yaml").write_text(yaml.safe_dump(profile, sort_keys=False))
     return path
@@ -135,10 +175,19 @@ def _slurm_jobs(log: str) -> dict[str, str]:
     return {jid: re.search(r"/rule_([A-Za-z0-9_]+)/", path).group(1) for jid, path in pattern.findall(log)}
 
 
-def _scontrol(jobid: str) -> dict[str, str]:
-    out = subprocess.run(["scontrol", "show", "job", "-o", jobid], capture_output=True, text=True,
+def _scontrol(*what: str) -> dict[str, str]:
+    """``scontrol -d -o show <what>`` as a dict (-d adds what was allocated, e.g. JOB_GRES=gpu:1)."""
+    out = subprocess.run(["scontrol", "-d", "-o", "show", *what], capture_output=True, text=True,
                          timeout=30, check=True).stdout
     return dict(kv.split("=", 1) for kv in out.split() if "=" in kv)
+
+
+def _gres(profile: dict) -> dict[str, str]:
+    """Rule -> the gres it asks for, over the profile's set-resources and default-resources."""
+    out = {rule: res["gres"] for rule, res in profile.get("set-resources", {}).items() if "gres" in res}
+    if "gres" in profile.get("default-resources", {}):
+        out["*"] = profile["default-resources"]["gres"]
+    return out
 
 
 def _shards(run: Path, kind: str) -> dict[str, dict[str, np.ndarray]]:
@@ -149,11 +198,19 @@ def _shards(run: Path, kind: str) -> dict[str, dict[str, np.ndarray]]:
     return out
 
 
-def test_workflow_on_slurm_matches_local_run(cluster, tmp_path):
+def test_cpu_profile_on_a_node_without_gpus_matches_local_run(cluster, tmp_path):
+    cluster("cpu")
+    node = _scontrol("node")
+    assert node.get("Gres") == "(null)", f"the CPU test node must advertise no gres: {node}"
+    refused = subprocess.run(["sbatch", "--gres=gpu:1", "--wrap", "true"], capture_output=True, text=True,
+                             timeout=30)
+    assert refused.returncode != 0 and "Invalid generic resource" in refused.stderr  # a GPU request fails here
+    assert _gres(_profile(REPO, "slurm")) == {}, "the default SLURM profile must not ask for a GPU"
+
     cpus = os.cpu_count() or 1
     on_slurm = _copy_workflow(tmp_path / "slurm")
     local = _copy_workflow(tmp_path / "local")
-    profile = _test_profile(tmp_path, cpus)
+    profile = _test_profile(on_slurm, "slurm", cpus)
 
     # Both at once: the SLURM run mostly waits on the queue. Same config, same data, separate results/.
     slurm_proc = _snakemake(on_slurm, "--workflow-profile", str(profile), *TEST_ONLY_FLAGS)
@@ -167,18 +224,16 @@ def test_workflow_on_slurm_matches_local_run(cluster, tmp_path):
     assert jobs, f"no SLURM job ids in Snakemake's log:\n{slurm_log[-3000:]}"
     assert sorted(jobs.values()) == sorted(r for r in done_steps if r != "all"), \
         "every job except the local target `all` must have been submitted to SLURM"
-    assert "ingest" in jobs.values() and "preprocess" in jobs.values()
+    assert {"ingest", "preprocess", "train_cnn", "train_vae"} <= set(jobs.values())
     assert "Finished jobid" in local_log and "SLURM jobid" not in local_log
-    gpu_rules = {rule for rule, res in yaml.safe_load(
-        (REPO / "workflow/profiles/slurm/config.yaml").read_text())["set-resources"].items() if "gres" in res}
     for jobid, rule in jobs.items():
         assert list((on_slurm / ".snakemake/slurm_logs" / f"rule_{rule}").rglob(f"{jobid}.log")), \
             f"no SLURM log for job {jobid} ({rule})"
-        info = _scontrol(jobid)  # MinJobAge=300 keeps finished jobs visible to slurmctld
+        info = _scontrol("job", jobid)  # MinJobAge=3600 keeps finished jobs visible to slurmctld
         assert info["JobState"] == "COMPLETED", (jobid, rule, info.get("JobState"))
         assert info["WorkDir"] == str(on_slurm)
-        if rule in gpu_rules:
-            assert "gpu" in info.get("TresPerNode", ""), f"{rule} job {jobid} got no GPU: {info}"
+        assert "gpu" not in info.get("TresPerNode", "") and info.get("JOB_GRES") == "(null)", \
+            f"{rule} job {jobid} asked for or got a GPU: {info}"
 
     # --- same outputs as the local run ---
     made_here = sorted(p.relative_to(local) for p in (local / "results").rglob("*")
@@ -209,3 +264,28 @@ def test_workflow_on_slurm_matches_local_run(cluster, tmp_path):
             assert sorted(there[name]) == sorted(here[name])
             for col, arr in here[name].items():
                 np.testing.assert_array_equal(there[name][col], arr, err_msg=f"{kind}/{name}:{col}")
+
+
+def test_gpu_profile_gives_the_training_jobs_a_gpu(cluster, tmp_path):
+    gpu_rules = _gres(_profile(REPO, "slurm-gpu"))
+    assert gpu_rules == {"train_cnn": "gpu:1", "train_vae": "gpu:1"}
+    work = _copy_workflow(tmp_path / "gpu")
+    # The features locally while the cluster restarts with a GPU; then only the training jobs go to SLURM.
+    prep = _snakemake(work, "--workflow-profile", "workflow/profiles/default", "--cores", str(THREADS),
+                      "--until", "preprocess", "manifest")
+    cluster("gpu")
+    node = _scontrol("node")
+    assert node.get("Gres", "").startswith("gpu:1"), f"the GPU test node must advertise a GPU: {node}"
+    _finish(prep, work, "local preparation")
+
+    profile = _test_profile(work, "slurm-gpu", os.cpu_count() or 1)
+    log = _finish(_snakemake(work, "--workflow-profile", str(profile), *TEST_ONLY_FLAGS,
+                             "results/models/cnn.pt", "results/models/vae.pt"), work, "SLURM GPU")
+    jobs = _slurm_jobs(log)
+    assert sorted(jobs.values()) == ["train_cnn", "train_vae"], log[-3000:]
+    for jobid, rule in jobs.items():
+        info = _scontrol("job", jobid)
+        assert info["JobState"] == "COMPLETED", (jobid, rule, info.get("JobState"))
+        assert "gres:gpu:1" in info.get("TresPerNode", ""), f"{rule} job {jobid} asked for no GPU: {info}"
+        assert info.get("JOB_GRES") == "gpu:1", f"{rule} job {jobid} was allocated no GPU: {info}"
+    assert (work / "results/models/vae.pt").stat().st_size > 0 and (work / "results/models/cnn.pt").exists()

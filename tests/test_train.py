@@ -131,14 +131,14 @@ def test_loss_falls_on_tiny_data(blob_data, tmp_path):
 
 
 def test_kl_warmup_ramps_the_weight_and_warmup_epochs_are_never_the_best(blob_data, tmp_path):
-    from cnnpipe.train import Task
+    from cnnpipe.models.vae import VAEObjective
 
     cfg = tiny_cfg(vae={"epochs": 4, "kl_warmup_epochs": 2})
-    task = Task(cfg, "vae", [])
+    task = VAEObjective(cfg)
     for done, scale in [(0.0, 0.0), (0.5, 0.25), (1.0, 0.5), (2.0, 1.0), (3.5, 1.0)]:
         task.set_progress(done)
         assert task.kl_scale == scale
-    task = Task(tiny_cfg(vae={"kl_warmup_epochs": 0}), "vae", [])
+    task = VAEObjective(tiny_cfg(vae={"kl_warmup_epochs": 0}))
     task.set_progress(0.0)
     assert task.kl_scale == 1.0
     feats, man = blob_data
@@ -261,7 +261,7 @@ def test_cli_refuses_tampered_model_in_one_line(trained_vae, blob_data, tmp_path
     feats, man = blob_data
     (tmp_path / "evil.pt").write_bytes(pickle.dumps(Evil(), protocol=2))
     rc = cli(["generate", "--model", str(tmp_path / "evil.pt"), "--features", *feats, "--manifest", str(man),
-              "--out-dir", str(tmp_path / "g")])
+              "--samples", str(tmp_path / "g" / "s.png"), "--interpolation", str(tmp_path / "g" / "i.png")])
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "not a cnnpipe weights file" in err[0]
 
@@ -274,7 +274,8 @@ def test_cli_train_generate_denoise(blob_data, tmp_path):
     assert cli(["train-vae", "--settings", s, "--threads", "1", "--features", *feats, "--manifest", str(man),
                 "--out", str(tmp_path / "vae.pt"), "--metrics", str(tmp_path / "vae.csv")]) == 0
     assert cli(["generate", "--settings", s, "--model", str(tmp_path / "vae.pt"), "--features", *feats,
-                "--manifest", str(man), "--out-dir", str(tmp_path / "gen"), "--n", "4", "--steps", "3"]) == 0
+                "--manifest", str(man), "--samples", str(tmp_path / "gen" / "samples.png"),
+                "--interpolation", str(tmp_path / "gen" / "interpolation.png"), "--n", "4", "--steps", "3"]) == 0
     for name in ("samples.png", "interpolation.png"):
         assert (tmp_path / "gen" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert cli(["denoise", "--settings", s, "--model", str(tmp_path / "vae.pt"), "--features", *feats,

@@ -8,13 +8,17 @@ from pathlib import Path
 
 import yaml
 
+from cnnpipe.components import default_weights
+
 REPO = Path(__file__).resolve().parents[1]
 
-#: A tiny but complete configuration: small demo, 2 shards, short training.
+#: A tiny but complete configuration: small demo, 2 shards, short training; the CNN's component is on (it is
+#: off by default, and then the CNN is not trained), so the whole workflow runs.
 TINY = {
     "inputs": ["results/demo/sky", "results/demo/tracks.h5", "bad"],
     "demo": {"sky_frames": 24, "track_frames": 32, "anomaly_fraction": 0.1},
     "ingest": {"n_shards": 2},
+    "score": {"weights": {**default_weights(), "cnn": 0.25}},
 }
 
 

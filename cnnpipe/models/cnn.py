@@ -11,7 +11,9 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..augment import Transform, apply
+from ..augment import Transform, allowed_transforms, apply, random_augment
+from ..config import Config
+from ..errors import UserError
 
 
 class CNN(nn.Module):
@@ -61,3 +63,54 @@ def cnn_score(model: CNN, x: torch.Tensor, meta: dict) -> torch.Tensor:
     for k, t in enumerate(transforms):
         total -= F.log_softmax(model(apply(x, t)).float(), dim=1)[:, k]
     return total / len(transforms)
+
+
+class CNNObjective:
+    """What training the CNN means: the labelled class (supervised, augmented) or, without labels, which
+    allowed transform was applied (self-supervised, Golan & El-Yaniv 2018: every frame under every
+    transform, labelled by the transform's index).
+
+    ``train_loss`` gives the loss of a training batch and its accuracy, ``val_batch`` the summed metrics of
+    a validation batch, its sample count and its (true, predicted) pairs.
+    """
+    terms = ["accuracy"]
+
+    def __init__(self, cfg: Config, classes: list):
+        self.augment = cfg.augment
+        self.mode = "supervised" if classes else "self-supervised"
+        self.transforms = allowed_transforms(cfg.augment) if self.mode == "self-supervised" else []
+        if self.mode == "self-supervised" and len(self.transforms) < 2:
+            raise UserError("the self-supervised CNN needs at least one allowed transform besides identity: "
+                            "allow a flip, rot90 or translate > 0 in 'augment', or give labels")
+        self.n_classes = len(classes) if classes else len(self.transforms)
+        a = cfg.augment
+        self.augments = a.hflip or a.vflip or a.rot90 or a.translate > 0
+
+    def set_progress(self, epochs_done: float) -> None:
+        """Nothing changes with training progress."""
+
+    def train_loss(self, model: nn.Module, b: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        x, y = b["x"], b["y"]
+        if self.mode == "supervised":
+            if self.augments:
+                x = random_augment(x, self.augment, gen)
+        else:
+            x = torch.cat([apply(x, t) for t in self.transforms])
+            y = torch.arange(len(self.transforms), device=x.device).repeat_interleave(b["x"].shape[0])
+        logits = model(x)
+        return F.cross_entropy(logits.float(), y), {"accuracy": (logits.argmax(1) == y).float().mean()}
+
+    @torch.no_grad()
+    def val_batch(self, model: nn.Module, b: dict) -> tuple[dict[str, float], int, torch.Tensor]:
+        x, y = b["x"], b["y"]
+        views = [(x, y)] if self.mode == "supervised" else [
+            (apply(x, t), torch.full_like(y, k)) for k, t in enumerate(self.transforms)]
+        sums, n, pairs = {"loss": 0.0, "accuracy": 0.0}, 0, []
+        for xv, yv in views:
+            logits = model(xv).float()
+            pred = logits.argmax(1)
+            sums["loss"] += F.cross_entropy(logits, yv, reduction="sum").item()
+            sums["accuracy"] += (pred == yv).sum().item()
+            n += len(yv)
+            pairs.append(torch.stack([yv, pred], 1))
+        return sums, n, torch.cat(pairs)

@@ -2,9 +2,16 @@
 
 encoder: stride-2 convolutions (4x4, padding 1: each halves the side) + ReLU -> flatten -> mean and
 log-variance of a ``latent_dim`` Gaussian; z = mu + exp(logvar / 2) * eps (reparameterisation);
-decoder: linear -> the mirrored transposed convolutions, which upsample back to exactly the input size
-(``output_size`` fixes odd sides). The output is linear: channels are intensity and Sobel maps, not
-probabilities.
+decoder: linear -> the mirrored upsampling layers, back to exactly the input size (odd sides included),
+chosen by ``upsample``:
+- ``"resize"`` (default): nearest-neighbour upsampling, then a 3x3 convolution (stride 1, replicate
+  padding). Every output pixel sees the same number of weights, at the borders too, so the decoder leaves
+  no checkerboard (Odena et al. 2016, "Deconvolution and Checkerboard Artifacts");
+- ``"transpose"``: the lecture's transposed convolution (4x4, stride 2, padding 1). Its kernel is divisible
+  by the stride, so interior pixels get even overlap, but border pixels get half the taps and learned
+  kernels put power at the stride frequency: generated frames show a checkerboard
+  (``benchmarks/checkerboard.py`` measures it).
+The output is linear: channels are intensity and Sobel maps, not probabilities.
 
 Loss (``vae_loss``) = squared error summed over the unmasked pixels of every channel (a Gaussian
 log-likelihood up to a constant) + beta * KL(q(z|x) || N(0, I)). Pixels with ``valid`` < 0.5 (mostly
@@ -16,9 +23,36 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..augment import random_augment
+from ..config import Config
+
+
+UPSAMPLE = ("resize", "transpose")
+
+
+class ResizeConv(nn.Module):
+    """Upsampling by nearest-neighbour resize, then a 3x3 convolution with replicate padding (no zero rim)."""
+
+    def __init__(self, in_channels: int, out_channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="replicate")
+
+    def forward(self, x: torch.Tensor, output_size: list[int]) -> torch.Tensor:
+        return self.conv(F.interpolate(x, size=list(output_size), mode="nearest"))
+
+
+def upsampling_layer(kind: str, in_channels: int, out_channels: int) -> nn.Module:
+    """One decoder layer that doubles the side (``layer(x, output_size=[h, w])``); ``kind`` in UPSAMPLE."""
+    if kind == "resize":
+        return ResizeConv(in_channels, out_channels)
+    if kind == "transpose":
+        return nn.ConvTranspose2d(in_channels, out_channels, 4, stride=2, padding=1)
+    raise ValueError(f"unknown upsample {kind!r}; expected one of {UPSAMPLE}")
+
 
 class ConvVAE(nn.Module):
-    def __init__(self, in_channels: int, size: int, channels: list[int], latent_dim: int):
+    def __init__(self, in_channels: int, size: int, channels: list[int], latent_dim: int,
+                 upsample: str = "resize"):
         super().__init__()
         if size >> len(channels) < 1:
             raise ValueError(f"{len(channels)} stride-2 layers shrink a {size}-pixel input below 1 pixel; "
@@ -32,7 +66,7 @@ class ConvVAE(nn.Module):
         self.mu = nn.Linear(flat, latent_dim)
         self.logvar = nn.Linear(flat, latent_dim)
         self.expand = nn.Linear(latent_dim, flat)
-        self.dec = nn.ModuleList(nn.ConvTranspose2d(b, a, 4, stride=2, padding=1)
+        self.dec = nn.ModuleList(upsampling_layer(upsample, b, a)
                                  for a, b in reversed(list(zip(widths, widths[1:]))))
         self.last_channels = channels[-1]
         # mean squared residual of each pixel over the training frames (set after training): scoring divides
@@ -118,3 +152,41 @@ def vae_loss(x: torch.Tensor, recon: torch.Tensor, valid: torch.Tensor, mu: torc
     terms = vae_terms(x, recon, valid, mu, logvar)
     loss = (sse + beta * terms["kl"]).mean()
     return loss, {k: v.mean() for k, v in terms.items()}
+
+
+class VAEObjective:
+    """What training the VAE means: reconstruct the (augmented) frames; the KL weight is warmed up.
+
+    ``train_loss`` gives the loss of a training batch and its terms, ``val_batch`` the summed metrics of a
+    validation batch (with the full beta), its sample count and no (true, predicted) pairs.
+    """
+    mode = "vae"
+    terms = ["recon", "recon_sobel", "kl"]
+    transforms: list = []
+    n_classes = 0
+
+    def __init__(self, cfg: Config):
+        self.augment, self.beta, self.warmup = cfg.augment, cfg.train.vae.beta, cfg.train.vae.kl_warmup_epochs
+        a = cfg.augment
+        self.augments = a.hflip or a.vflip or a.rot90 or a.translate > 0
+        self.kl_scale = 1.0  # training KL weight = beta * kl_scale (set per step during the KL warm-up)
+
+    def set_progress(self, epochs_done: float) -> None:
+        """KL warm-up: the training KL weight rises linearly to beta over ``kl_warmup_epochs``."""
+        self.kl_scale = min(1.0, epochs_done / self.warmup) if self.warmup > 0 else 1.0
+
+    def train_loss(self, model: nn.Module, b: dict, gen: torch.Generator) -> tuple[torch.Tensor, dict]:
+        x, valid = b["x"], b["valid"]
+        if self.augments:  # the valid map moves with the frame
+            xv = random_augment(torch.cat([x, valid[:, None]], 1), self.augment, gen)
+            x, valid = xv[:, :-1], xv[:, -1]
+        recon, mu, logvar = model(x)
+        return vae_loss(x, recon, valid, mu, logvar, self.beta * self.kl_scale)
+
+    @torch.no_grad()
+    def val_batch(self, model: nn.Module, b: dict) -> tuple[dict[str, float], int, None]:
+        x, valid = b["x"], b["valid"]
+        recon, mu, logvar = model(x)
+        loss, terms = vae_loss(x, recon, valid, mu, logvar, self.beta)
+        n = x.shape[0]
+        return {"loss": loss.item() * n, **{k: v.item() * n for k, v in terms.items()}}, n, None

@@ -2,20 +2,31 @@
 # Start a single-node SLURM 22.05 cluster on this machine (munge + slurmctld + slurmd), for tests and CI.
 #
 # Needs root and Debian's packages: apt-get install -y --no-install-recommends slurmctld slurmd slurm-client munge
-# Idempotent: if the node is already idle, it returns at once. Recipe from /work/shared/ENVIRONMENT-NOTES.md:
-# no systemd, no cgroups, no accounting; every address is 127.0.0.1, so name resolution is never needed.
-# Usage: tests/slurm/up.sh [timeout_seconds]   (default 60; exits 1 with the daemon logs on timeout)
-# Stop it with tests/slurm/down.sh. State, logs and pid files live in $CNNPIPE_SLURM_STATE.
+# Recipe from /work/shared/ENVIRONMENT-NOTES.md: no systemd, no cgroups, no accounting; every address is
+# 127.0.0.1, so name resolution is never needed.
+# Usage: tests/slurm/up.sh [cpu|gpu] [timeout_seconds]   (defaults: cpu, 60; exits 1 with the daemon logs on timeout)
+#   cpu: the node advertises no generic resources at all (GresTypes unset), like most clusters' default
+#        partition: a job that asks for --gres=gpu:1 is refused ("Invalid generic resource (gres) specification").
+#   gpu: the node advertises $CNNPIPE_SLURM_GPUS (default 1) GPUs as gres "gpu", backed by empty device files:
+#        jobs asking for --gres=gpu:1 are scheduled and allocated one (scontrol -d show job: JOB_GRES=gpu:1)
+#        exactly as on a GPU cluster; nothing is bound, so CUDA code falls back to the CPU.
+# Idempotent: if the node is already idle in the same mode, it returns at once; in the other mode the daemons
+# are restarted with the new config. Stop it with tests/slurm/down.sh. State, logs and pid files live in
+# $CNNPIPE_SLURM_STATE.
 set -euo pipefail
 
-TIMEOUT=${1:-60}
+MODE=${1:-cpu}
+TIMEOUT=${2:-60}
 STATE=${CNNPIPE_SLURM_STATE:-/var/lib/cnnpipe-slurm}
 CONF=/etc/slurm/slurm.conf
 MARK="# written by cnnpipe tests/slurm/up.sh"
 PARTITION=${CNNPIPE_SLURM_PARTITION:-debug}
-# Advertised GPUs (gres "gpu" without device files): lets jobs that ask for --gres=gpu:1 be scheduled here
-# exactly as on a GPU cluster; nothing is bound, so CUDA code falls back to the CPU. 0 = no GPU gres.
-GPUS=${CNNPIPE_SLURM_GPUS:-1}
+case "$MODE" in
+  cpu) GPUS=0 ;;
+  gpu) GPUS=${CNNPIPE_SLURM_GPUS:-1} ;;
+  *) echo "usage: tests/slurm/up.sh [cpu|gpu] [timeout_seconds] (got mode '$MODE')" >&2; exit 2 ;;
+esac
+[[ "$TIMEOUT" =~ ^[0-9]+$ ]] || { echo "up.sh: timeout must be whole seconds, got '$TIMEOUT'" >&2; exit 2; }
 
 die() { echo "up.sh: $*" >&2; exit 1; }
 [ "$(id -u)" = 0 ] || die "needs root (it starts munged and the SLURM daemons)"
@@ -27,9 +38,10 @@ node_state() { timeout 5 sinfo -h -o %T 2>/dev/null | head -n1 || true; }
 alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 start=$(date +%s)
-if alive "$STATE/slurmctld.pid" && alive "$STATE/slurmd.pid"; then
+if alive "$STATE/slurmctld.pid" && alive "$STATE/slurmd.pid" && grep -qxF "$MARK; mode $MODE" "$CONF" 2>/dev/null
+then
   s=$(node_state)
-  case "$s" in idle|mixed|allocated) echo "up.sh: SLURM already up ($s)"; exit 0 ;; esac
+  case "$s" in idle|mixed|allocated) echo "up.sh: SLURM already up ($s, mode $MODE)"; exit 0 ;; esac
 fi
 mkdir -p "$STATE"/{ctld,d,log}
 
@@ -64,7 +76,8 @@ else
   rm -f /etc/slurm/gres.conf
 fi
 cat >"$CONF" <<EOF
-$MARK; do not edit (rewritten on every start)
+$MARK; mode $MODE
+# do not edit (rewritten on every start)
 ClusterName=cnnpipe-test
 SlurmctldHost=$HOST(127.0.0.1)
 SlurmUser=root
@@ -76,7 +89,8 @@ SelectTypeParameters=CR_Core_Memory
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 ReturnToService=2
-MinJobAge=300
+# finished jobs stay visible to scontrol for the test's checks, even when a busy machine makes a run slow
+MinJobAge=3600
 StateSaveLocation=$STATE/ctld
 SlurmdSpoolDir=$STATE/d
 SlurmctldPidFile=$STATE/slurmctld.pid
@@ -109,4 +123,4 @@ while :; do
   case "$s" in down*|drain*) scontrol update NodeName="$NODE_NAME" State=RESUME 2>/dev/null || true ;; esac
   sleep 0.5
 done
-echo "up.sh: SLURM up in $(( $(date +%s) - start ))s: node $NODE_NAME, partition $PARTITION"
+echo "up.sh: SLURM up in $(( $(date +%s) - start ))s: node $NODE_NAME, partition $PARTITION, mode $MODE ($GPUS GPUs)"

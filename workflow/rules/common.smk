@@ -2,9 +2,13 @@ import hashlib
 import json
 import os
 
+from cnnpipe.components import models_needed
 from cnnpipe.readers import resolve_inputs
 
 SHARDS = list(range(config["ingest"]["n_shards"]))
+# The CNN is trained (and scored) only when a score component computed from it has a weight above 0
+# (score.weights.cnn, 0 by default): its rule is then not part of the run.
+TRAIN_CNN = "cnn" in models_needed(config["score"]["weights"])
 DEMO_DIR = "results/demo"
 # folders this workflow writes: never read as inputs (`inputs: ["."]` must not re-ingest the shards),
 # except the demo data it makes for itself

@@ -5,9 +5,10 @@ rule report:
         gallery=rules.rank.output.gallery,
         latent_map=rules.rank.output.latent_map,
         manifest=rules.manifest.output.manifest,
-        cnn_metrics=rules.train_cnn.output.metrics,
+        cnn_metrics=rules.train_cnn.output.metrics if TRAIN_CNN else [],
         vae_metrics=rules.train_vae.output.metrics,
-        generated=rules.generate.output,
+        samples=rules.generate.output.samples,
+        interpolation=rules.generate.output.interpolation,
     output:
         html=report(
             "results/report/index.html",
@@ -31,11 +32,14 @@ rule report:
     params:
         # the page shows the whole validated config, so any config change re-renders it
         settings=settings(*config),
-        results=lambda wildcards, input: os.path.dirname(input.anomalies),
+        benchmarks="results/benchmarks",  # every rule's benchmark file: the page's run time per step
+        cnn_metrics=lambda wildcards, input: f"--cnn-metrics {input.cnn_metrics}" if TRAIN_CNN else "",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=15,
     shell:
-        "cnnpipe report --settings {params.settings:q} --results {params.results} "
-        "--out {output.html} 2> {log}"
+        "cnnpipe report --settings {params.settings:q} --anomalies {input.anomalies} --by-frame {input.by_frame} "
+        "--gallery {input.gallery} --latent-map {input.latent_map} --manifest {input.manifest} "
+        "{params.cnn_metrics} --vae-metrics {input.vae_metrics} --samples {input.samples} "
+        "--interpolation {input.interpolation} --benchmarks {params.benchmarks} --out {output.html} 2> {log}"

@@ -29,7 +29,7 @@ rule score:
         reference=rules.corner_reference.output.reference,
         manifest=rules.manifest.output.manifest,
         vae=rules.train_vae.output.model,
-        cnn=rules.train_cnn.output.model,
+        cnn=rules.train_cnn.output.model if TRAIN_CNN else [],
     output:
         scores="results/scores/shard-{shard}.parquet",
     log:
@@ -39,13 +39,14 @@ rule score:
     params:
         # train/ingest/preprocess: the model config a checkpoint must match (refused with one line otherwise)
         settings=settings("device", "score", "train", "ingest", "preprocess"),
+        cnn=lambda wildcards, input: f"--cnn {input.cnn}" if TRAIN_CNN else "",
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
     shell:
         "cnnpipe score --settings {params.settings:q} --threads {threads} --shard {wildcards.shard} "
-        "--features {input.features} --frames {input.frames} --reference {input.reference} --manifest {input.manifest} --vae {input.vae} --cnn {input.cnn} "
+        "--features {input.features} --frames {input.frames} --reference {input.reference} --manifest {input.manifest} --vae {input.vae} {params.cnn} "
         "--out {output.scores} 2> {log}"
 
 
@@ -54,6 +55,7 @@ rule rank:
         scores=expand(rules.score.output.scores, shard=SHARDS),
         vae=rules.train_vae.output.model,
         reference=rules.corner_reference.output.reference,
+        frames=expand(rules.ingest.output.shard, shard=SHARDS),
         features=expand(rules.preprocess.output.features, shard=SHARDS),
         labels=[LABELS] if os.path.exists(LABELS) else [],
     output:
@@ -74,5 +76,6 @@ rule rank:
         runtime=30,
     shell:
         "cnnpipe rank --settings {params.settings:q} --threads {threads} {input.scores} {params.labels} "
-        "--vae {input.vae} --reference {input.reference} --results results --anomalies {output.anomalies} --by-frame {output.by_frame} "
+        "--vae {input.vae} --reference {input.reference} --frames {input.frames} --features {input.features} "
+        "--anomalies {output.anomalies} --by-frame {output.by_frame} "
         "--latent-map {output.latent_map} --gallery {output.gallery} 2> {log}"

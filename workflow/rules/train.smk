@@ -58,11 +58,11 @@ rule generate:
         "results/benchmarks/generate.tsv"
     params:
         settings=settings("seed", "device"),
-        out_dir=lambda wildcards, output: os.path.dirname(output.samples),
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
     shell:
         "cnnpipe generate --settings {params.settings:q} --threads {threads} --model {input.model} "
-        "--features {input.features} --manifest {input.manifest} --out-dir {params.out_dir} 2> {log}"
+        "--features {input.features} --manifest {input.manifest} --samples {output.samples} "
+        "--interpolation {output.interpolation} 2> {log}"

@@ -1,0 +1,106 @@
+"""The score components: one table that scoring, the config schema's defaults, the config docs and the
+report all read.
+
+A row names a component, says what it measures, gives its default ensemble weight, what it is computed
+from (``needs``: "vae", "cnn", "reference" (the corner reference), "frames" (the ingested tiles) or
+"latents" (every ranked frame's latent, i.e. computed when the shards are gathered)) and the function that
+computes it, as ``"module:function"`` so that reading the table imports no model code. Adding a component
+is one module with its function and one row here.
+
+A per-shard function takes a :class:`cnnpipe.components.batch.ShardBatch` and returns one value per tile;
+a gathered one takes a :class:`cnnpipe.components.batch.LatentSpace`.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Callable
+
+MODEL_NEEDS = ("vae", "cnn")
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    description: str
+    weight: float                 # default ensemble weight (the schema's default)
+    needs: tuple[str, ...]        # what it is computed from (see the module docstring)
+    function: str                 # "module:function"
+
+    @property
+    def gathered(self) -> bool:
+        """Computed over all shards at once (latent-space density) instead of per shard."""
+        return "latents" in self.needs
+
+    @property
+    def needs_reference(self) -> bool:
+        """Computed against a reference fitted on the whole data set (the corner reference)."""
+        return "reference" in self.needs
+
+    def compute(self) -> Callable:
+        module, _, attr = self.function.partition(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+REGISTRY: list[Component] = [
+    Component("recon", "VAE reconstruction error of the intensity: mean of the worst few percent of pixels, "
+              "each over its usual error (masked pixels ignored)", 1.0, ("vae",), "cnnpipe.components.vae:recon"),
+    Component("recon_sobel", "VAE reconstruction error of the Sobel magnitude", 1.0, ("vae",),
+              "cnnpipe.components.vae:recon_sobel"),
+    Component("kl", "KL divergence of the latent posterior from the prior", 0.0, ("vae",),
+              "cnnpipe.components.vae:kl"),
+    Component("masked", "fraction of masked (NaN, padding) pixels", 1.0, (), "cnnpipe.components.features:masked"),
+    Component("sobel_peak", "the strongest Sobel edge", 0.5, (), "cnnpipe.components.features:sobel_peak"),
+    Component("sharpness", "brightest pixel above the median of its 8 neighbours, in noise units (cosmic-ray "
+              "hits)", 1.0, (), "cnnpipe.components.features:sharpness"),
+    Component("coldness", "darkest pixel below the frame's median level, in noise units (dead pixels, bad "
+              "columns)", 1.0, (), "cnnpipe.components.features:coldness"),
+    Component("corner", "strongest corner against the usual corner strength at that pixel in the population "
+              "(kinked tracks, displaced vertices)", 0.75, ("frames", "reference"),
+              "cnnpipe.components.shape:corner"),
+    Component("line", "brightest straight line across the frame, background subtracted (the Radon "
+              "transform's maximum: satellite trails, straight cosmic rays)", 0.5, (),
+              "cnnpipe.components.shape:line"),
+    Component("cnn", "CNN score: how unsure the CNN is which allowed transform was applied (self-supervised) "
+              "or of the class (supervised)", 0.0, ("cnn",), "cnnpipe.components.cnn:cnn"),
+    Component("latent_knn", "mean latent distance to the k nearest other ranked frames", 1.0, ("latents",),
+              "cnnpipe.components.latent:latent_knn"),
+    Component("mahalanobis", "Mahalanobis distance to the distribution of all ranked frames' latents", 1.0,
+              ("latents",), "cnnpipe.components.latent:mahalanobis"),
+]
+
+
+def names() -> list[str]:
+    """Every component's name, in the table's (column) order."""
+    return [c.name for c in REGISTRY]
+
+
+def default_weights() -> dict[str, float]:
+    return {c.name: c.weight for c in REGISTRY}
+
+
+def description(name: str) -> str:
+    """What component ``name`` measures ("component score" for a column no row describes)."""
+    return next((c.description for c in REGISTRY if c.name == name), "component score")
+
+
+def per_shard(weights: dict[str, float] | None = None) -> list[Component]:
+    """The components computed per shard: all of them, or those ``weights`` (score.weights) turns on."""
+    return [c for c in active(weights) if not c.gathered]
+
+
+def gathered(weights: dict[str, float] | None = None) -> list[Component]:
+    """The components computed when the shards are gathered: all of them, or those ``weights`` turns on."""
+    return [c for c in active(weights) if c.gathered]
+
+
+def active(weights: dict[str, float] | None = None) -> list[Component]:
+    """The components that are computed: those with a weight above 0 (all of them when ``weights`` is None).
+    A component at weight 0 could not change the score, so it is not computed and has no column."""
+    return list(REGISTRY) if weights is None else [c for c in REGISTRY if weights.get(c.name, 0) > 0]
+
+
+def models_needed(weights: dict[str, float]) -> set[str]:
+    """The models a run trains: the VAE always (its latents place every frame: latent map, labels, gallery),
+    the CNN only when an active component is computed from it."""
+    return {"vae"} | {n for c in active(weights) for n in c.needs if n in MODEL_NEEDS}

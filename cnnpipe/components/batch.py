@@ -1,0 +1,47 @@
+"""What a component function is given: one batch of one shard's tiles, or every ranked frame's latent."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class ShardBatch:
+    """A batch of tiles of one shard and the fitted things components are measured against.
+
+    ``x`` (N, C, H, W) feature maps (intensity, Sobel magnitude...), ``valid`` (N, H, W) the unmasked
+    fraction of each pixel, ``stats`` per-tile measurements made at ingestion (``sharpness``, ``coldness``),
+    ``frames`` (N, T, T) the ingested tiles and ``codes`` each tile's row in the corner ``reference``
+    (None when no active component needs them). The VAE's forward pass is run once, on first use.
+    """
+    x: torch.Tensor
+    valid: torch.Tensor
+    stats: dict[str, np.ndarray]
+    vae: torch.nn.Module | None = None
+    cnn: torch.nn.Module | None = None
+    cnn_meta: dict = field(default_factory=dict)
+    frames: torch.Tensor | None = None
+    reference: object | None = None   # cnnpipe.corners.Reference
+    codes: torch.Tensor | None = None
+    top_fraction: float = 0.03
+    line_angles: int = 64
+    _vae_out: tuple | None = None
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.valid >= 0.5
+
+    def vae_out(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(recon, mu, logvar)`` of the VAE on ``x`` (eval mode: z = mu), computed once per batch."""
+        if self._vae_out is None:
+            self._vae_out = self.vae(self.x)
+        return self._vae_out
+
+
+@dataclass
+class LatentSpace:
+    """Every ranked tile's latent mean (N, D), in the order of the gathered table; ``k`` kNN neighbours."""
+    z: np.ndarray
+    k: int

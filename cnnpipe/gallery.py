@@ -1,0 +1,62 @@
+"""The report's gallery arrays: for the top-K tiles, the input, Sobel map, VAE reconstruction, residual and
+corner response, read from the frames and features shards the rank rule declares."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from .atomic import atomic_path
+from .corners import Reference
+from .errors import UserError
+from .population import population
+from .shards import shard_number
+
+
+def _by_shard(paths: list[str | Path], what: str) -> dict[int, str | Path]:
+    found = {shard_number(p): p for p in paths}
+    if len(found) != len(paths):
+        raise UserError(f"{what}: two files of the same shard among {', '.join(map(str, paths))}")
+    return found
+
+
+def _rows(paths: dict[int, str | Path], top: pd.DataFrame, names: list[str], what: str) -> dict[str, np.ndarray]:
+    """The datasets ``names`` at (shard, row) of every tile of ``top``, stacked in ``top``'s order."""
+    out: dict[str, list] = {n: [] for n in names}
+    for shard, row in zip(top.shard, top.row):
+        if shard not in paths:
+            raise UserError(f"tile of shard {shard} ranked, but no {what} shard {shard} was given")
+        with h5py.File(paths[shard]) as f:
+            for n in names:
+                out[n].append(f[n][row])
+    return {n: np.stack(v) for n, v in out.items()}
+
+
+@torch.no_grad()
+def gallery(ranked: pd.DataFrame, frames: list[str | Path], features: list[str | Path], vae,
+            reference: str | Path, device: torch.device, top_k: int, out: str | Path) -> None:
+    """Arrays for the report's top-K: input tile, Sobel map, VAE reconstruction, residual and the corner
+    response over its population's reference (where a kink or an odd vertex is)."""
+    top = ranked.head(top_k)
+    inputs = _rows(_by_shard(frames, "frames"), top, ["frames"], "frames")["frames"]
+    feats = _rows(_by_shard(features, "features"), top, ["features", "valid"], "features")
+    x = torch.from_numpy(feats["features"]).to(device)
+    recon = vae(x)[0][:, 0].float().cpu().numpy()
+    intensity = x[:, 0].cpu().numpy()
+    masked = feats["valid"] < 0.5
+    ref = Reference(reference, device)
+    corner = ref.ratio(torch.from_numpy(inputs).to(device), ref.codes(population(top)))
+    with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        f["input"] = inputs
+        f["corner"] = corner.cpu().numpy()
+        f["sobel"] = x[:, 1].cpu().numpy()
+        f["recon"] = recon
+        f["residual"] = np.where(masked, np.nan, intensity - recon)
+        strings = h5py.string_dtype()
+        f.create_dataset("source", data=top.source.tolist(), dtype=strings)
+        f.create_dataset("key", data=top.key.astype(str).tolist(), dtype=strings)
+        f["index"] = top["index"].to_numpy()
+        f["rank"] = top["rank"].to_numpy()

@@ -1,0 +1,155 @@
+"""Gathering the shards' scores: the gathered components (latent-space density), a weighted ensemble of
+components normalised within each population, the human-label re-ranking, the roll-up of tiles to frames
+and the 2-D latent map.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+from . import components
+from .components.batch import LatentSpace
+from .components.latent import knn_distance
+from .config import Config
+from .labels import read_labels  # noqa: F401  (what the rank verb reads labels with)
+from .population import population
+from .score import CARRIED, ID
+from .tables import write_csv
+
+log = logging.getLogger(__name__)
+
+
+def rank_normalise(values: np.ndarray) -> np.ndarray:
+    """Rank normalisation to (0, 1]: the fraction of values <= each value (ties share a rank)."""
+    return pd.Series(values).rank(method="max", pct=True).to_numpy()
+
+
+def robust_z(values: np.ndarray, clip: float = 50.0) -> np.ndarray:
+    """Robust z-score ``(x - median) / (1.4826 MAD)``, only the anomalous side kept: clipped to [0, clip].
+
+    A component with no spread at all (MAD = 0, e.g. no frame has masked pixels) scores 0 where it equals
+    the median and ``clip`` elsewhere.
+    """
+    med = np.median(values)
+    mad = 1.4826 * np.median(np.abs(values - med))
+    dev = values - med
+    z = dev / mad if mad > 0 else np.where(dev > 0, np.inf, 0.0)
+    return np.clip(z, 0.0, clip)
+
+
+def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: float,
+             pooled: np.ndarray | None = None) -> np.ndarray:
+    """Combine the components, normalised within each population, into one score (higher = stranger).
+
+    ``robust_z``: weighted power mean ``(sum w z^p / sum w)^(1/p)`` of robust z-scores: an anomaly that is
+    extreme in a single component (a cosmic ray in ``sobel_peak``, a NaN patch in ``masked``) still ranks
+    high, which a plain mean of ranks would dilute. ``rank``: weighted mean of rank-normalised components.
+    ``method`` and ``power`` come from the config (``score.ensemble``, ``score.power``). ``pooled`` (bool per
+    row, see :func:`small_populations`): rows normalised against the whole run instead of their population.
+    """
+    used = {c: w for c, w in weights.items() if c in df and w > 0}
+    wsum = max(sum(used.values()), 1e-12)
+    total = np.zeros(len(df))
+    whole = "\0whole run"  # no population is named so (paths hold no NUL)
+    groups = np.where(pooled, whole, population(df)) if pooled is not None else population(df)
+    for name, idx in df.groupby(groups).indices.items():
+        for c, w in used.items():
+            v = df[c].to_numpy(np.float64)
+            v = v if name == whole else v[idx]  # a pooled row is compared with every frame of the run
+            z = rank_normalise(v) if method == "rank" else robust_z(v) ** power
+            total[idx] += w * (z[idx] if name == whole else z)
+    return total / wsum if method == "rank" else (total / wsum) ** (1.0 / power)
+
+
+def small_populations(df: pd.DataFrame, min_frames: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows whose population has fewer than ``min_frames`` rows (bool per row) and those populations' sizes.
+
+    A robust z-score needs a population to measure spread: a file alone in its folder is its own median
+    and always scored 0. Such rows are normalised against the whole run instead (``pooled``)."""
+    pop = pd.Series(population(df), index=df.index)
+    small = (pop.map(pop.value_counts()) < min_frames).to_numpy()
+    return small, {str(p): int(n) for p, n in pop[small].value_counts().sort_index().items()}
+
+
+def label_adjustment(z: np.ndarray, df: pd.DataFrame, labels: pd.DataFrame, n_neighbours: int) -> tuple[np.ndarray, list]:
+    """Score shift from human labels: -2 for a frame marked boring (+2 interesting) and up to -0.5 (+0.5)
+    for its ``n_neighbours`` nearest latent neighbours, fading with distance (Astronomaly-style active
+    learning). The caller multiplies it by the score range, so a labelled frame lands below (above) every
+    unlabelled one whatever the scores' scale, and its neighbours move by up to half the range."""
+    adj = np.zeros(len(df))
+    marks = [""] * len(df)
+    if labels.empty:
+        return adj, marks
+    pos = {k: i for i, k in enumerate(zip(df.source, df.key.astype(str), df["index"].astype(int)))}
+    nn = NearestNeighbors(n_neighbors=min(n_neighbours + 1, len(z))).fit(z)
+    scale = np.median(knn_distance(z, max(1, n_neighbours))) + 1e-12
+    for src, key, idx, label in zip(labels.source, labels.key.astype(str), labels["index"].astype(int), labels.label):
+        i = pos.get((src, key, idx))
+        if i is None:
+            log.warning("labels: %s [%s] %d is not among the ranked frames; ignored", src, key, idx)
+            continue
+        sign = 1.0 if label == "interesting" else -1.0
+        dist, nbr = nn.kneighbors(z[i:i + 1])
+        for d, j in zip(dist[0], nbr[0]):
+            adj[j] += sign * (2.0 if j == i else 0.5 * np.exp(-(d / scale) ** 2))
+        marks[i] = label
+    return adj, marks
+
+
+def component_columns(df: pd.DataFrame) -> list[str]:
+    """The component columns of a scores table, in the component table's order."""
+    return [c for c in components.names() if c in df]
+
+
+def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """All shards' scores -> the ranked table (output contract) and the latents in the same order."""
+    df = pd.concat(parts, ignore_index=True)
+    zcols = [c for c in df.columns if c.startswith("z") and c[1:].isdigit()]
+    z = df[zcols].to_numpy(np.float64)
+    space = LatentSpace(z, cfg.score.k)
+    for c in components.gathered(cfg.score.weights):
+        df[c.name] = c.compute()(space)
+    pooled, small = small_populations(df, cfg.score.min_population)
+    for name, n in small.items():
+        log.warning("population %s has %d frames (fewer than score.min_population = %d): scored against the "
+                    "whole run", name, n, cfg.score.min_population)
+    df["score"] = ensemble(df, cfg.score.weights, cfg.score.ensemble, cfg.score.power, pooled)
+    df["pooled"] = pooled
+    adj, marks = label_adjustment(z, df, labels, cfg.score.label_neighbours)
+    df["score"] += adj * (df.score.max() - df.score.min())
+    df["label"] = marks
+    order = np.lexsort((df["index"].to_numpy(), df.key.to_numpy(), df.source.to_numpy(), -df.score.to_numpy()))
+    df, z = df.iloc[order].reset_index(drop=True), z[order]
+    df["rank"] = np.arange(1, len(df) + 1)
+    return df[[*ID, "score", "rank", *component_columns(df), "label", "pooled", *CARRIED]], z
+
+
+def by_frame(ranked: pd.DataFrame) -> pd.DataFrame:
+    """Roll tiles up to their frame: each column the max over the frame's tiles, re-ranked."""
+    comps = component_columns(ranked)
+    g = ranked.groupby(["source", "key", "frame"], sort=False)
+    out = g[["score", *comps]].max().reset_index()
+    out["tiles"] = g.size().to_numpy()
+    out = out.sort_values(["score", "source", "key", "frame"], ascending=[False, True, True, True])
+    out["rank"] = np.arange(1, len(out) + 1)
+    return out[["source", "key", "frame", "score", "rank", *comps, "tiles"]]
+
+
+def latent_map(ranked: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:
+    """2-D PCA projection of the latents, for the report's latent-space map."""
+    xy = PCA(n_components=2).fit_transform(z) if len(z) >= 2 and z.shape[1] >= 2 else np.zeros((len(z), 2))
+    out = ranked[[*ID, "score", "rank"]].copy()
+    out["x"], out["y"] = xy[:, 0], xy[:, 1]
+    return out
+
+
+def write_rank_outputs(ranked: pd.DataFrame, z: np.ndarray, anomalies: str | Path, frames: str | Path,
+                       latents: str | Path) -> None:
+    write_csv(ranked.drop(columns=CARRIED), anomalies)
+    write_csv(by_frame(ranked), frames)
+    write_csv(latent_map(ranked, z), latents)

@@ -1,0 +1,116 @@
+"""FITS reader: every image HDU with 2 dims is a frame, a 3-D cube a stack of frames; BSCALE/BZERO/BLANK
+applied by astropy; a frame's population is the folder of its file (a survey's files share one)."""
+from __future__ import annotations
+
+import os
+import warnings
+from typing import Iterator
+
+import numpy as np
+from astropy.io import fits
+
+from ..limits import (HEADER_BYTES, BoundedReader, Limits, bytes_problem, frame_problem, frames_per_read,
+                      gzip_primary_problem, regular_file_problem)
+from .base import Block, Problem, Record, Unit, float_frames, one_line
+
+NAME = "fits"
+SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz", ".fits.fz")
+VALID_BITPIX = (8, 16, 32, 64, -32, -64)
+HEADER_CARDS = ("OBJECT", "TELESCOP", "INSTRUME", "DATE-OBS", "FILTER", "EXPTIME", "RA", "DEC")
+
+
+def plan(path: str, n_shards: int, options: dict) -> list[Unit]:
+    """One unit per file: a FITS file is read by one ingest job."""
+    return [Unit(path, NAME)]
+
+
+def read(unit: Unit, chunk_frames: int, options: dict) -> Iterator[Record]:
+    yield from read_fits(unit.source, chunk_frames, options.get("limits") or Limits())
+
+
+def population(source: str, key: str) -> str:
+    return os.path.dirname(source)
+
+
+def _is_image(hdu) -> bool:
+    return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
+
+
+def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> Iterator[Record]:
+    """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy.
+    Every HDU's declared frame size and the file's declared bytes so far are checked against ``limits``
+    before its data is read or inflated (a 1 MB .fits.gz declaring 1 GiB is refused from its header)."""
+    if why := regular_file_problem(path):  # a FIFO named x.fits would block open() forever
+        yield Problem(path, "", -1, why)
+        return
+    try:  # a broken link, a vanished file or one without read permission: say so instead of crashing
+        size = os.path.getsize(path)
+        open(path, "rb").close()
+    except OSError as exc:
+        yield Problem(path, "", -1, f"cannot open: {exc.strerror or one_line(exc)}")
+        return
+    if size == 0:
+        yield Problem(path, "", -1, "empty file (0 bytes)")
+        return
+    images, gzipped = 0, path.lower().endswith(".gz")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = BoundedReader(path, HEADER_BYTES if gzipped else 2 ** 62)
+            if gzipped and (why := gzip_primary_problem(raw, size, limits)):
+                raw.close()
+                yield Problem(path, "0", -1, why)
+                return
+            hdul = fits.open(raw, memmap=False, lazy_load_hdus=True)
+            with raw, hdul:
+                for i, hdu in enumerate(hdul):
+                    # limits from the headers alone, before any data is read or inflated; a limit hit ends
+                    # the file (the next HDU of a .gz is only reached by inflating this one's data)
+                    info = hdul.fileinfo(i)
+                    end = info["datLoc"] + info["datSpan"]  # bytes the file declares up to this HDU's end
+                    if why := (bytes_problem(end, size, limits, f"up to HDU {i}, the file") if gzipped else None) \
+                            or (bytes_problem(hdu.size, size, limits, f"HDU {i}")
+                                if isinstance(hdu, fits.CompImageHDU) else None):
+                        yield Problem(path, str(i), -1, why)
+                        return
+                    raw.limit = end + HEADER_BYTES  # astropy may read the next header, nothing further
+                    if not _is_image(hdu):
+                        continue
+                    key = str(i)
+                    shape = hdu.shape
+                    if len(shape) == 0:
+                        continue  # header-only HDU (e.g. an empty primary before extensions)
+                    images += 1
+                    if hdu.header.get("BITPIX") not in VALID_BITPIX:
+                        yield Problem(path, key, -1, f"HDU {i} has BITPIX {hdu.header.get('BITPIX')!r}, "
+                                                     f"not one of {', '.join(map(str, VALID_BITPIX))}")
+                        continue
+                    if len(shape) not in (2, 3):
+                        yield Problem(path, key, -1, f"HDU {i} has {len(shape)}-D data {shape}, need 2-D or 3-D")
+                        continue
+                    if not (gzipped or isinstance(hdu, fits.CompImageHDU)) and hdu.size > size:
+                        yield Problem(path, key, -1, f"truncated: HDU {i} declares {hdu.size} data "
+                                                     f"bytes but the file has {size}")
+                        continue
+                    if why := frame_problem(*shape[-2:], limits, f"HDU {i}"):
+                        yield Problem(path, key, -1, why)
+                        return
+                    header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
+                    planes = shape[0] if len(shape) == 3 else 1
+                    step = frames_per_read(shape[-1] * shape[-2], chunk_frames, limits)
+                    for start in range(0, planes, step):
+                        try:
+                            block = hdu.section[start:start + step] if len(shape) == 3 else hdu.data[None]
+                        except (ValueError, IndexError, TypeError) as exc:
+                            if not isinstance(hdu, fits.CompImageHDU):
+                                raise
+                            yield Problem(path, key, -1, f"HDU {i}: compressed tile data missing or truncated "
+                                                         f"for its declared {shape} image ({one_line(exc)})")
+                            break
+                        block = float_frames(block)
+                        yield Block(path, key, start, block, np.full(len(block), -1), header)
+    except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
+        yield Problem(path, "", -1, f"unreadable FITS: {one_line(exc)}")
+        return
+    if images == 0:
+        yield Problem(path, "", -1, "no image data (header only or table HDUs only)")
