@@ -16,16 +16,25 @@ def _text_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in df.columns if df[c].dtype == object or pd.api.types.is_string_dtype(df[c].dtype)]
 
 
+def _starting(column: pd.Series, prefixes: tuple[str, ...]) -> pd.Series:
+    return column.map(lambda v: isinstance(v, str) and v.startswith(prefixes)).astype(bool)
+
+
 def neutralise(df: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``df`` whose text cells cannot be taken for formulas."""
-    out = df.copy()
-    for c in _text_columns(out):
-        out[c] = out[c].map(lambda v: "'" + v if isinstance(v, str) and v.startswith(TRIGGERS) else v)
+    """``df``, or a copy whose text cells cannot be taken for formulas (other cells and dtypes untouched)."""
+    out = df
+    for c in _text_columns(df):
+        hit = _starting(df[c], TRIGGERS)
+        if hit.any():
+            out = out.copy() if out is df else out
+            out.loc[hit, c] = "'" + df.loc[hit, c]
     return out
 
 
 def restore(df: pd.DataFrame) -> pd.DataFrame:
     """Undo :func:`neutralise` in place (on a frame read back from such a CSV) and return it."""
     for c in _text_columns(df):
-        df[c] = df[c].map(lambda v: v[1:] if isinstance(v, str) and v.startswith("'") else v)
+        hit = _starting(df[c], ("'",))
+        if hit.any():
+            df.loc[hit, c] = df.loc[hit, c].str[1:]
     return df

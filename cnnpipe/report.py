@@ -229,12 +229,14 @@ def _paths(inputs: ReportInputs) -> dict:
             "benchmarks": name(inputs.benchmarks, "benchmarks folder")}
 
 
-def pooled_populations(anomalies: pd.DataFrame) -> list[tuple[str, int]]:
+def pooled_populations(anomalies: pd.DataFrame, manifest: pd.DataFrame) -> list[tuple[str, int]]:
     """(population, rows) of the populations too small to be normalised alone (scored against the run)."""
     if "pooled" not in anomalies:
         return []
-    rows = anomalies[anomalies["pooled"].astype(str).str.lower() == "true"]
-    return [(str(p), int(n)) for p, n in pd.Series(population(rows)).value_counts().sort_index().items()]
+    ids = ["source", "key", "index"]
+    rows = anomalies.loc[anomalies["pooled"].astype(str).str.lower() == "true", ids]
+    pops = rows.merge(manifest[[*ids, "population"]], on=ids, how="left")
+    return [(str(p), int(n)) for p, n in pd.Series(population(pops)).value_counts().sort_index().items()]
 
 
 def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
@@ -273,7 +275,7 @@ def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
         "gallery": gallery, "top_k": top_k,
         "table": _table(anomalies, comps, table_rows, len(gallery), ["source", "key", "index"]),
         "frame_table": frame_table,
-        "pooled": pooled_populations(anomalies),
+        "pooled": pooled_populations(anomalies, manifest),
         "min_population": cfg.score.min_population,
         "latent": latent_map_svg(latent, len(gallery) or top_k) if latent is not None and len(latent) else None,
         "latent_png": data_uri(lm_png),
