@@ -30,7 +30,7 @@ from . import components
 from .atomic import atomic_path
 from .config import Config
 from .errors import UserError
-from .population import population
+from .population import pooled_populations
 from .figures import (MASK_COLOUR, data_uri, fmt_num, fmt_seconds, gallery_images, latent_map_png,
                       latent_map_svg, message_png, training_curves_png)
 from .tables import read_table
@@ -229,16 +229,6 @@ def _paths(inputs: ReportInputs) -> dict:
             "benchmarks": name(inputs.benchmarks, "benchmarks folder")}
 
 
-def pooled_populations(anomalies: pd.DataFrame, manifest: pd.DataFrame) -> list[tuple[str, int]]:
-    """(population, rows) of the populations too small to be normalised alone (scored against the run)."""
-    if "pooled" not in anomalies:
-        return []
-    ids = ["source", "key", "index"]
-    rows = anomalies.loc[anomalies["pooled"].astype(str).str.lower() == "true", ids]
-    pops = rows.merge(manifest[[*ids, "population"]], on=ids, how="left")
-    return [(str(p), int(n)) for p, n in pd.Series(population(pops)).value_counts().sort_index().items()]
-
-
 def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
     """Everything the template shows, from the files in ``inputs`` and the parsed config."""
     missing = [str(p) for p in (inputs.anomalies, inputs.manifest) if not Path(p).exists()]
@@ -275,8 +265,7 @@ def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
         "gallery": gallery, "top_k": top_k,
         "table": _table(anomalies, comps, table_rows, len(gallery), ["source", "key", "index"]),
         "frame_table": frame_table,
-        "pooled": pooled_populations(anomalies, manifest),
-        "min_population": cfg.score.min_population,
+        "pooled": pooled_populations(anomalies, manifest), "min_population": cfg.score.min_population,
         "latent": latent_map_svg(latent, len(gallery) or top_k) if latent is not None and len(latent) else None,
         "latent_png": data_uri(lm_png),
         "curves_png": data_uri(curves_png),

@@ -40,17 +40,9 @@ def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> I
     """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy.
     Every HDU's declared frame size and the file's declared bytes so far are checked against ``limits``
     before its data is read or inflated (a 1 MB .fits.gz declaring 1 GiB is refused from its header)."""
-    if why := regular_file_problem(path):  # a FIFO named x.fits would block open() forever
+    size, why = _open_problem(path)
+    if why:
         yield Problem(path, "", -1, why)
-        return
-    try:  # a broken link, a vanished file or one without read permission: say so instead of crashing
-        size = os.path.getsize(path)
-        open(path, "rb").close()
-    except OSError as exc:
-        yield Problem(path, "", -1, f"cannot open: {exc.strerror or one_line(exc)}")
-        return
-    if size == 0:
-        yield Problem(path, "", -1, "empty file (0 bytes)")
         return
     images, gzipped = 0, path.lower().endswith(".gz")
     try:
@@ -66,11 +58,8 @@ def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> I
                 for i, hdu in enumerate(hdul):
                     # limits from the headers alone, before any data is read or inflated; a limit hit ends
                     # the file (the next HDU of a .gz is only reached by inflating this one's data)
-                    info = hdul.fileinfo(i)
-                    end = info["datLoc"] + info["datSpan"]  # bytes the file declares up to this HDU's end
-                    if why := (bytes_problem(end, size, limits, f"up to HDU {i}, the file") if gzipped else None) \
-                            or (bytes_problem(hdu.size, size, limits, f"HDU {i}")
-                                if isinstance(hdu, fits.CompImageHDU) else None):
+                    end, why = _declared_problem(hdul, i, hdu, size, gzipped, limits)
+                    if why:
                         yield Problem(path, str(i), -1, why)
                         return
                     raw.limit = end + HEADER_BYTES  # astropy may read the next header, nothing further
@@ -95,22 +84,49 @@ def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> I
                     if why := frame_problem(*shape[-2:], limits, f"HDU {i}"):
                         yield Problem(path, key, -1, why)
                         return
-                    header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
-                    planes = shape[0] if len(shape) == 3 else 1
-                    step = frames_per_read(shape[-1] * shape[-2], chunk_frames, limits)
-                    for start in range(0, planes, step):
-                        try:
-                            block = hdu.section[start:start + step] if len(shape) == 3 else hdu.data[None]
-                        except (ValueError, IndexError, TypeError) as exc:
-                            if not isinstance(hdu, fits.CompImageHDU):
-                                raise
-                            yield Problem(path, key, -1, f"HDU {i}: compressed tile data missing or truncated "
-                                                         f"for its declared {shape} image ({one_line(exc)})")
-                            break
-                        block = float_frames(block)
-                        yield Block(path, key, start, block, np.full(len(block), -1), header)
+                    yield from _blocks(path, i, hdu, frames_per_read(shape[-1] * shape[-2], chunk_frames, limits))
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
         yield Problem(path, "", -1, f"unreadable FITS: {one_line(exc)}")
         return
     if images == 0:
         yield Problem(path, "", -1, "no image data (header only or table HDUs only)")
+
+
+def _open_problem(path: str) -> tuple[int, str | None]:
+    """(size, why it cannot be read): not a regular file (a FIFO would block open() forever), a broken
+    link, a vanished file, one without read permission, an empty one."""
+    if why := regular_file_problem(path):
+        return 0, why
+    try:
+        size = os.path.getsize(path)
+        open(path, "rb").close()
+    except OSError as exc:
+        return 0, f"cannot open: {exc.strerror or one_line(exc)}"
+    return size, None if size else "empty file (0 bytes)"
+
+
+def _declared_problem(hdul, i: int, hdu, size: int, gzipped: bool, limits: Limits) -> tuple[int, str | None]:
+    """(where HDU ``i`` ends in the file, why the bytes declared so far are refused), from headers alone."""
+    info = hdul.fileinfo(i)
+    end = info["datLoc"] + info["datSpan"]
+    why = bytes_problem(end, size, limits, f"up to HDU {i}, the file") if gzipped else None
+    if not why and isinstance(hdu, fits.CompImageHDU):
+        why = bytes_problem(hdu.size, size, limits, f"HDU {i}")
+    return end, why
+
+
+def _blocks(path: str, i: int, hdu, step: int) -> Iterator[Record]:
+    """The frames of image HDU ``i``, ``step`` planes at a time (a 2-D image is one block)."""
+    key, shape = str(i), hdu.shape
+    header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
+    for start in range(0, shape[0] if len(shape) == 3 else 1, step):
+        try:
+            block = hdu.section[start:start + step] if len(shape) == 3 else hdu.data[None]
+        except (ValueError, IndexError, TypeError) as exc:
+            if not isinstance(hdu, fits.CompImageHDU):
+                raise
+            yield Problem(path, key, -1, f"HDU {i}: compressed tile data missing or truncated for its declared "
+                                         f"{shape} image ({one_line(exc)})")
+            return
+        block = float_frames(block)
+        yield Block(path, key, start, block, np.full(len(block), -1), header)
