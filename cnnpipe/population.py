@@ -17,7 +17,7 @@ def population(df: pd.DataFrame) -> np.ndarray:
     if "population" not in df:
         raise UserError("the manifest has no 'population' column: it was written by an older cnnpipe; "
                         "rerun ingest")
-    return df["population"].astype(str).to_numpy()
+    return df["population"].fillna("").astype(str).to_numpy()  # a FITS file in the working folder: ""
 
 
 def pooled_populations(anomalies: pd.DataFrame, manifest: pd.DataFrame) -> list[tuple[str, int]]:
