@@ -7,12 +7,14 @@ import os
 import sys
 
 from . import __version__
+from .diskfull import quiet_teardown
 from .errors import UserError
 from .verbs import (cmd_config_docs, cmd_demo_data, cmd_denoise, cmd_frame_maps, cmd_generate, cmd_ingest,
                     cmd_manifest, cmd_preprocess, cmd_rank, cmd_reference, cmd_regions, cmd_report, cmd_score,
                     cmd_train_cnn, cmd_train_vae)
 
 log = logging.getLogger("cnnpipe")
+_FAILED: list[BaseException] = []
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -60,6 +62,10 @@ def _data_verbs(verb) -> None:
     p.add_argument("--shard", type=int, required=True, help="shard number, 0..n_shards-1")
     p.add_argument("--out", required=True, help="shard HDF5 to write")
     p.add_argument("--manifest", required=True, help="this shard's manifest CSV to write")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="DIR",
+                   help="folders never read as inputs: the workflow's own outputs (results, logs...)")
+    p.add_argument("--keep", nargs="*", default=[], metavar="DIR",
+                   help="folders inside an excluded one that are inputs after all (the demo data)")
 
     p = verb("manifest", cmd_manifest, "merge per-shard manifests; fail when no input was usable",
              "cnnpipe manifest out/frames/manifest-*.csv --out out/manifest.csv")
@@ -205,6 +211,7 @@ def _model_verbs(verb) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    quiet_teardown()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
@@ -214,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the environment, not a bug: unwritable or missing path, full disk
         where = f": {exc.filename}" if exc.filename else ""
         print(f"cnnpipe {args.verb}: error: {' '.join((exc.strerror or str(exc)).split())}{where}", file=sys.stderr)
-        return 1
+        _FAILED.append(exc)  # its traceback holds the h5py handles of the failed write: freeing them can
+        return 1             # crash HDF5 (SIGSEGV), so they stay alive until run() ends the process
     log.info("peak RSS %.0f MB", _peak_rss_mb())  # exact, unlike the benchmark files' periodic samples
     return 0
 

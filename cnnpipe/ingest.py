@@ -63,10 +63,13 @@ def _peak(maps: np.ndarray) -> np.ndarray:
     return np.nan_to_num(maps, nan=0.0).max(axis=(1, 2), initial=0.0).astype(np.float32)
 
 
-def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
-    """Ingest the units of ``shard`` into ``out`` (HDF5); return this shard's manifest rows."""
-    units = shard_units(plan_units(resolve_inputs(cfg.inputs), cfg.ingest.n_shards, cfg.ingest.hdf5_dataset),
-                        shard, cfg.ingest.n_shards)
+def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, ...] = (),
+                 keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Ingest the units of ``shard`` into ``out`` (HDF5); return this shard's manifest rows.
+    ``exclude``/``keep``: the workflow's own output folders, never read as inputs (see cnnpipe.discover)."""
+    limits = cfg.ingest.limits
+    units = shard_units(plan_units(resolve_inputs(cfg.inputs, exclude, keep), cfg.ingest.n_shards,
+                                   cfg.ingest.hdf5_dataset, limits=limits), shard, cfg.ingest.n_shards)
     rows: list[dict] = []
     size = cfg.ingest.tile_size
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
@@ -74,13 +77,20 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
         f.attrs["normalise"] = cfg.ingest.normalise.method
         f.attrs["tile_size"], f.attrs["tile_overlap"] = size, cfg.ingest.tile_overlap
         for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units"):
-            for rec in read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels):
+            records = read_unit(unit, cfg.ingest.chunk_frames, cfg.ingest.hdf5_labels, limits=limits)
+            for rec in records:
+                if not isinstance(rec, Problem):
+                    try:
+                        cut, stats, where, usable = prepare(rec.images, cfg)
+                    except MemoryError:  # this file is quarantined from here on; the shard goes on
+                        records.close()
+                        rec = Problem(rec.source, rec.key, rec.start, f"out of memory tiling frames from {rec.start} "
+                                      "on (lower ingest.limits.max_frame_pixels or max_read_bytes)")
                 if isinstance(rec, Problem):
                     rows.append(_row(rec.source, rec.key, rec.frame, shard, -1, 0, 0, "quarantined", rec.reason))
                     log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key or "-", rec.reason)
                     continue
                 h, w = rec.images.shape[1:]
-                cut, stats, where, usable = prepare(rec.images, cfg)
                 for j in np.flatnonzero(~usable):
                     reason = f"frame {rec.start + j}: all pixels are NaN or inf"
                     rows.append(_row(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))

@@ -30,6 +30,7 @@ from . import components, report_where
 from .atomic import atomic_path
 from .config import Config
 from .errors import UserError
+from .population import pooled_populations
 from .figures import (MASK_COLOUR, data_uri, fmt_num, fmt_seconds, gallery_images, latent_map_png,
                       latent_map_svg, message_png, training_curves_png)
 from .tables import read_table
@@ -37,7 +38,7 @@ from .tables import read_table
 log = logging.getLogger("cnnpipe")
 
 TEMPLATES = Path(__file__).with_name("templates")
-BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label",  # ids and bookkeeping,
+BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label", "pooled",  # ids and bookkeeping,
                 "tiles", "shard", "row", "y0", "x0", "height", "width", *report_where.SKY_COLUMNS)  # not scores
 PACKAGES = ("cnnpipe", "torch", "numpy", "astropy", "h5py", "snakemake")
 
@@ -265,6 +266,7 @@ def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
         "gallery": gallery, "top_k": top_k,
         "table": _table(anomalies, comps, table_rows, len(gallery), ["source", "key", "index"]),
         "frame_table": frame_table,
+        "pooled": pooled_populations(anomalies, manifest), "min_population": cfg.score.min_population,
         "latent": latent_map_svg(latent, len(gallery) or top_k) if latent is not None and len(latent) else None,
         "latent_png": data_uri(lm_png),
         "curves_png": data_uri(curves_png),

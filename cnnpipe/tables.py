@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_path
+from .csvcells import neutralise, restore
 
 TEXT_COLUMNS = {"source": str, "key": str, "reason": str, "population": str, "wcs": str, "wcs_problem": str,
                 "world_axes": str}
@@ -18,7 +19,7 @@ TEXT_COLUMNS = {"source": str, "key": str, "reason": str, "population": str, "wc
 
 def read_table(path: str | Path, usecols: list[str] | None = None) -> pd.DataFrame:
     """A cnnpipe CSV (manifest, anomalies, latent map, metrics) with the one NA rule above."""
-    return pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=TEXT_COLUMNS, usecols=usecols)
+    return restore(pd.read_csv(path, keep_default_na=False, na_values=[""], dtype=TEXT_COLUMNS, usecols=usecols))
 
 
 def read_manifest(path: str | Path, usecols: list[str] | None = None) -> pd.DataFrame:
@@ -55,6 +56,6 @@ def read_tiles(path: str | Path, columns: list[str], match: pd.DataFrame, chunk_
 
 
 def write_csv(df: pd.DataFrame, path: str | Path) -> None:
-    """Write a CSV atomically (temp name, then rename)."""
+    """Write a CSV atomically (temp name, then rename), text cells safe for spreadsheets (csvcells)."""
     with atomic_path(path) as tmp:
-        df.to_csv(tmp, index=False)
+        neutralise(df).to_csv(tmp, index=False)

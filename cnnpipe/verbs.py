@@ -44,7 +44,7 @@ def cmd_ingest(args) -> None:
     cfg = _cfg(args)
     if not 0 <= args.shard < cfg.ingest.n_shards:
         raise UserError(f"--shard {args.shard} is outside 0..{cfg.ingest.n_shards - 1}")
-    rows = ingest_shard(cfg, args.shard, args.out)
+    rows = ingest_shard(cfg, args.shard, args.out, tuple(args.exclude), tuple(args.keep))
     write_csv(rows, args.manifest)
     ok = rows["status"] == "ok"
     log.info("shard %d: %d frames ingested, %d quarantined -> %s", args.shard, ok.sum(), (~ok).sum(), args.out)

@@ -48,6 +48,9 @@ Record = Union[Block, Problem]
 
 
 def one_line(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return ("out of memory (lower ingest.limits.max_frame_pixels or max_read_bytes, or give the job "
+                "more memory)")
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]
 
