@@ -1,11 +1,9 @@
 """The HTML anomaly report: one self-contained page that a person opens first.
 
-Reads exactly the files the report rule declares (:class:`ReportInputs`: the ranked lists, the gallery
-arrays, the latent map, the manifest, the training metrics, the ``generate`` images) and the Snakemake
-benchmarks folder it is given; renders ``templates/report.html.j2`` with jinja2 (autoescape on: every
-string that comes from an input file is HTML-escaped). Images are PNG data URIs and the one script is
-inline, pinned by a Content-Security-Policy hash, so the page opens from disk with no network and runs
-nothing else. The pictures are drawn by :mod:`cnnpipe.figures`.
+Reads exactly the files the report rule declares (:class:`ReportInputs`) and the Snakemake benchmarks folder
+it is given; renders ``templates/report.html.j2`` with jinja2 (autoescape on: every string from an input file
+is HTML-escaped). Images are PNG data URIs and the one script is inline, pinned by a Content-Security-Policy
+hash, so the page opens from disk with no network. The pictures are drawn by :mod:`cnnpipe.figures`.
 """
 from __future__ import annotations
 
