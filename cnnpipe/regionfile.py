@@ -9,10 +9,13 @@ starts with comment lines naming its frame and the ds9 command that shows it.
 
 Names mirror the inputs below their common folder: ``<path without the FITS suffix>[.hdu<key>][.plane<i>].reg``
 (``.hduK`` for HDUs other than the primary, ``.planeI`` for planes of a cube, 0-based like the CSVs'
-``frame``). HDF5 frames get no file: DS9 does not read HDF5.
+``frame``). A path too deep or too long to mirror (more than ``MAX_DEPTH`` folders or ``MAX_CHARS``
+characters) gets a flat name instead: ``<file stem>-<12 hex digits of its path's SHA-1>[.hdu..][.plane..].reg``.
+HDF5 frames get no file: DS9 does not read HDF5.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from pathlib import Path
@@ -27,12 +30,17 @@ from .readers import file_kind
 ID = ["source", "key", "index"]
 _SUFFIX = re.compile(r"(\.(fits|fit|fts)(\.gz|\.fz)?|\.fz)$", re.IGNORECASE)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+MAX_DEPTH, MAX_CHARS = 32, 1024  # past these a mirrored name fails (ENAMETOOLONG, deep mkdir): go flat
 
 
 def region_name(source: str, key: str, frame: int, root: str, cube: bool) -> str:
     """Relative file name of a frame's region file (see the module docstring)."""
     stem = _SUFFIX.sub("", os.path.relpath(os.path.abspath(source), root))
-    return f"{stem}{'' if key == '0' else f'.hdu{key}'}{f'.plane{frame}' if cube else ''}.reg"
+    tail = f"{'' if key == '0' else f'.hdu{key}'}{f'.plane{frame}' if cube else ''}.reg"
+    if stem.count(os.sep) > MAX_DEPTH or len(stem) + len(tail) > MAX_CHARS:
+        digest = hashlib.sha1(stem.encode("utf-8", "surrogateescape")).hexdigest()[:12]
+        stem = f"{os.path.basename(stem)[:100]}-{digest}"
+    return stem + tail
 
 
 def tile_box(y0: int, x0: int, height: int, width: int, tile: int, wcs_json: str, text: str):

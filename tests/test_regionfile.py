@@ -1,4 +1,6 @@
 """DS9 region files: one per FITS frame, one box per top-ranked tile, sky boxes where there is a WCS."""
+import re
+
 import pandas as pd
 import pytest
 from astropy.io import fits
@@ -37,6 +39,11 @@ def test_names_mirror_the_inputs_below_their_common_folder(written):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.reg")) == [
         "n1/plain.hdu1.reg", "n1/tan.reg", "n2/cube.plane1.reg"]
     assert region_name("/a/b/x.fits.gz", "0", 0, "/a", False) == "b/x.reg"
+    # too deep to mirror (a hostile input 1200 folders down): a flat name, one per path
+    deep = "/a/" + "d/" * 40
+    flat = region_name(deep + "x.fits", "1", 0, "/a", False)
+    assert re.fullmatch(r"x-[0-9a-f]{12}\.hdu1\.reg", flat)
+    assert region_name(deep + "e/x.fits", "1", 0, "/a", False) != flat
 
 
 def test_sky_boxes_for_a_wcs_frame_match_the_csv_coordinates(written):
