@@ -4,7 +4,7 @@ BIN    := $(VENV)/bin
 CORES  ?= all
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: demo test test-fast bench lint clean
+.PHONY: demo test test-fast bench suite lint clean
 
 $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)
@@ -25,6 +25,11 @@ test-fast: $(BIN)/.installed
 
 bench: $(BIN)/.installed
 	python benchmarks/run_all.py
+
+# Detection suite: cnnpipe vs baselines on labelled dev and held-out sets -> benchmarks/SUITE.md
+suite: $(BIN)/.installed
+	$(BIN)/pip install --quiet -e '.[bench]'
+	python -m benchmarks.suite.run
 
 lint: $(BIN)/.installed
 	snakemake --lint

@@ -3,8 +3,8 @@
 include: "workflow/Snakefile"
 
 
-# Snakemake takes the default target only from this file, never from an included one: the workflow's `all`.
-rule default:
+# Snakemake takes the default target only from this file, never from an included one: the workflow's results.
+rule all:
     default_target: True
     input:
-        rules.all.input,
+        rules.results.input,

@@ -9,6 +9,7 @@ differs from the current config is refused with a one-line ``UserError``.
 from __future__ import annotations
 
 import hashlib
+import io
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,10 @@ def save(path: str | Path, model: nn.Module, model_config: dict, meta: dict, **e
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"format": FORMAT, "version": VERSION, "model": model_config, "meta": meta,
                "state_dict": state, "sha256": digest(state), **extra}
+    buf = io.BytesIO()  # serialised in memory, written with plain I/O: a full disk is an OSError
+    torch.save(payload, buf)  # (torch's own writer says "[enforce fail at inline_container.cc]")
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buf.getbuffer())
 
 
 def load(path: str | Path) -> dict:
@@ -55,9 +58,8 @@ def load(path: str | Path) -> dict:
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle with code, truncated or random bytes...
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise CheckpointError(f"{path} is not a cnnpipe weights file (refused by weights-only loading: "
-                              f"{first[:160]})") from None
+                              f"{_reason(exc)})") from None
     if (not isinstance(ck, dict) or ck.get("format") != FORMAT or "state_dict" not in ck
             or not isinstance(ck.get("model"), dict)):
         raise CheckpointError(f"{path} is not a cnnpipe checkpoint (no '{FORMAT}' format marker)")
@@ -95,6 +97,32 @@ def _plain(v: Any) -> Any:
     return list(v) if isinstance(v, tuple) else v
 
 
+def check_shapes(model_config: dict, state_dict: dict[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse a model config whose parameters differ from the stored weights, before allocating anything.
+
+    The model is built on PyTorch's ``meta`` device (shapes only, no memory): a checkpoint whose weights
+    are a few KB but whose config declares ``n_classes = 10**7`` would otherwise allocate gigabytes."""
+    with torch.device("meta"):
+        skeleton = build(model_config)
+    for name, t in skeleton.state_dict().items():
+        stored = state_dict.get(name)
+        if stored is None or tuple(stored.shape) != tuple(t.shape):
+            got = "missing" if stored is None else f"stored {tuple(stored.shape)}"
+            raise CheckpointError(f"{path}: its model config asks for {name} of shape {tuple(t.shape)}, "
+                                  f"the weights have it {got}; refused before building the model")
+
+
+def _reason(exc: BaseException, most: int = 400) -> str:
+    """One whole-sentence line from an exception: the line naming a refused global when there is one
+    (torch's weights-only message), else the first; cut only at a sentence's end."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+    line = next((x for x in lines if "GLOBAL" in x or "Unsupported" in x), lines[0])
+    if len(line) > most:
+        end = line.rfind(". ", 0, most)
+        line = line[:end + 1] if end > 0 else line
+    return line.rstrip(".")
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu",
                expected: dict | None = None) -> tuple[nn.Module, dict]:
     """Rebuild the model stored at ``path`` (eval mode, on ``device``) and return ``(model, meta)``.
@@ -106,11 +134,11 @@ def load_model(path: str | Path, device: torch.device | str = "cpu",
     if expected is not None:
         check_model_config(ck["model"], expected, path)
     try:
+        check_shapes(ck["model"], ck["state_dict"], path)
         model = build(ck["model"])
         model.load_state_dict(ck["state_dict"])
     except (KeyError, ValueError, TypeError, RuntimeError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise CheckpointError(f"{path}: weights do not fit the stored model config ({first[:160]})") from None
+        raise CheckpointError(f"{path}: weights do not fit the stored model config ({_reason(exc)})") from None
     meta = dict(ck.get("meta", {}), model=ck["model"], kind=ck["model"]["kind"])
     return model.to(device).eval(), meta
 

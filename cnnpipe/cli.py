@@ -7,11 +7,14 @@ import os
 import sys
 
 from . import __version__
+from .diskfull import quiet_teardown
 from .errors import UserError
-from .verbs import (cmd_config_docs, cmd_demo_data, cmd_denoise, cmd_generate, cmd_ingest, cmd_manifest,
-                    cmd_preprocess, cmd_rank, cmd_reference, cmd_report, cmd_score, cmd_train_cnn, cmd_train_vae)
+from .verbs import (cmd_config_docs, cmd_demo_data, cmd_denoise, cmd_frame_maps, cmd_generate, cmd_ingest,
+                    cmd_manifest, cmd_preprocess, cmd_rank, cmd_reference, cmd_regions, cmd_report, cmd_score,
+                    cmd_train_cnn, cmd_train_vae)
 
 log = logging.getLogger("cnnpipe")
+_FAILED: list[BaseException] = []
 
 
 def _add_config(p: argparse.ArgumentParser) -> None:
@@ -38,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _data_verbs(verb)
     _ranking_verbs(verb)
+    _context_verbs(verb)
     _model_verbs(verb)
     return parser
 
@@ -58,6 +62,10 @@ def _data_verbs(verb) -> None:
     p.add_argument("--shard", type=int, required=True, help="shard number, 0..n_shards-1")
     p.add_argument("--out", required=True, help="shard HDF5 to write")
     p.add_argument("--manifest", required=True, help="this shard's manifest CSV to write")
+    p.add_argument("--exclude", nargs="*", default=[], metavar="DIR",
+                   help="folders never read as inputs: the workflow's own outputs (results, logs...)")
+    p.add_argument("--keep", nargs="*", default=[], metavar="DIR",
+                   help="folders inside an excluded one that are inputs after all (the demo data)")
 
     p = verb("manifest", cmd_manifest, "merge per-shard manifests; fail when no input was usable",
              "cnnpipe manifest out/frames/manifest-*.csv --out out/manifest.csv")
@@ -96,7 +104,7 @@ def _ranking_verbs(verb) -> None:
 
     p = verb("rank", cmd_rank, "gather shard scores: latent kNN/Mahalanobis, ensemble, labels, ranked CSVs",
              "cnnpipe rank --config config/config.yaml out/scores/shard-*.parquet --labels config/labels.csv "
-             "--vae out/models/vae.pt --reference out/models/corner_reference.h5 "
+             "--manifest out/manifest.csv --vae out/models/vae.pt --reference out/models/corner_reference.h5 "
              "--frames out/frames/shard-*.h5 --features out/features/shard-*.h5 "
              "--anomalies out/anomalies.csv "
              "--by-frame out/anomalies_by_frame.csv --latent-map out/latent_map.csv "
@@ -106,6 +114,7 @@ def _ranking_verbs(verb) -> None:
     p.add_argument("--features", nargs="+", required=True,
                    help="every features shard from 'preprocess' (gallery Sobel maps and reconstructions)")
     p.add_argument("--labels", help="optional human labels CSV (source,key,index,label)")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV (tile positions and WCS, for coordinates)")
     p.add_argument("--vae", required=True, help="VAE checkpoint (for the gallery's reconstructions)")
     p.add_argument("--reference", required=True, help="corner reference from 'reference' (for the gallery's corner maps)")
     p.add_argument("--anomalies", required=True, help="ranked CSV to write (one row per frame or tile)")
@@ -119,7 +128,8 @@ def _ranking_verbs(verb) -> None:
              "--latent-map out/latent_map.csv --manifest out/manifest.csv "
              "--cnn-metrics out/models/cnn_metrics.csv --vae-metrics out/models/vae_metrics.csv "
              "--samples out/generate/samples.png --interpolation out/generate/interpolation.png "
-             "--benchmarks out/benchmarks --out out/report/index.html")
+             "--benchmarks out/benchmarks --frame-maps out/frame_maps.h5 --labels config/labels.csv "
+             "--out out/report/index.html")
     p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
     p.add_argument("--manifest", required=True, help="merged manifest CSV")
     for name, what in (("by-frame", "tiles rolled up to frames, from 'rank'"), ("gallery", "top-K arrays from 'rank'"),
@@ -129,7 +139,31 @@ def _ranking_verbs(verb) -> None:
                        ("interpolation", "PNG of a latent interpolation from 'generate'"),
                        ("benchmarks", "folder of Snakemake benchmark TSVs (run time per step)")):
         p.add_argument(f"--{name}", help=f"{what} (optional: the page says when it is missing)")
+    p.add_argument("--frame-maps", help="whole-frame views from 'frame-maps' (optional)")
+    p.add_argument("--labels", help="human labels CSV (optional): shown in the page and kept in its download")
     p.add_argument("--out", required=True, help="HTML page to write")
+
+
+def _context_verbs(verb) -> None:
+    """Verbs that say where the anomalies are: DS9 region files, whole-frame views for the report."""
+    p = verb("regions", cmd_regions, "DS9 region files of the top-ranked tiles, one per FITS frame (sky boxes "
+             "where the frame has a celestial WCS, else pixel boxes)",
+             "cnnpipe regions --config config/config.yaml --anomalies out/anomalies.csv "
+             "--manifest out/manifest.csv --out out/regions")
+    p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV (tile positions, each frame's WCS)")
+    p.add_argument("--out", required=True, help="folder to write (replaced as a whole)")
+
+    p = verb("frame-maps", cmd_frame_maps, "the report's whole-frame views: the frames it shows, downsampled "
+             "from the frames shards, with a heat map of their tile scores",
+             "cnnpipe frame-maps --config config/config.yaml --anomalies out/anomalies.csv "
+             "--by-frame out/anomalies_by_frame.csv --manifest out/manifest.csv "
+             "--out out/frame_maps.h5 out/frames/shard-*.h5")
+    p.add_argument("frames", nargs="+", help="frames shards from 'ingest'")
+    p.add_argument("--anomalies", required=True, help="ranked CSV from 'rank'")
+    p.add_argument("--by-frame", required=True, help="frame roll-up CSV from 'rank'")
+    p.add_argument("--manifest", required=True, help="merged manifest CSV")
+    p.add_argument("--out", required=True, help="HDF5 to write")
 
 
 def _model_verbs(verb) -> None:
@@ -177,6 +211,7 @@ def _model_verbs(verb) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    quiet_teardown()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
@@ -186,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:  # the environment, not a bug: unwritable or missing path, full disk
         where = f": {exc.filename}" if exc.filename else ""
         print(f"cnnpipe {args.verb}: error: {' '.join((exc.strerror or str(exc)).split())}{where}", file=sys.stderr)
-        return 1
+        _FAILED.append(exc)  # its traceback holds the h5py handles of the failed write: freeing them can
+        return 1             # crash HDF5 (SIGSEGV), so they stay alive until run() ends the process
     log.info("peak RSS %.0f MB", _peak_rss_mb())  # exact, unlike the benchmark files' periodic samples
     return 0
 

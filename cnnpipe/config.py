@@ -18,7 +18,9 @@ import jsonschema
 import yaml
 
 from . import components
+from .config_checks import problems
 from .errors import UserError
+from .limits import Limits
 
 SCHEMA_PATH = Path(__file__).with_name("config.schema.yaml")
 
@@ -28,12 +30,13 @@ class ConfigError(UserError, ValueError):
 
 
 def load_schema() -> dict:
-    """The schema, with ``score.weights`` (default and description) filled from the component table."""
+    """The schema, with one ``score.weights`` key per component (its default weight and description) from the
+    component table: validating fills every weight not given, and refuses a name that is not a component."""
     schema = yaml.safe_load(SCHEMA_PATH.read_text())
     weights = schema["properties"]["score"]["properties"]["weights"]
-    weights["default"] = components.default_weights()
-    weights["description"] = weights["description"].rstrip() + " " + "; ".join(
-        f"{c.name}: {c.description}" for c in components.REGISTRY) + "."
+    weights["properties"] = {c.name: {"type": "number", "minimum": 0, "default": c.weight,
+                                      "description": c.description[0].upper() + c.description[1:] + "."}
+                             for c in components.REGISTRY}
     return schema
 
 
@@ -81,6 +84,8 @@ def validate(raw: dict | None) -> dict:
     errors = sorted(_Validator(schema).iter_errors(data), key=lambda e: len(e.absolute_path))
     if errors:
         raise ConfigError(_explain(errors[0], schema))
+    if found := problems(data):
+        raise ConfigError(found[0])
     return data
 
 
@@ -99,6 +104,7 @@ class Ingest:
     hdf5_dataset: str | None
     hdf5_labels: str | None
     chunk_frames: int
+    limits: Limits
     pixel_outliers: bool
     normalise: Normalise
 
@@ -147,6 +153,7 @@ class Train:
     lr: float
     weight_decay: float
     patience: int
+    keep_checkpoint: bool
     amp: bool
     cnn: CNN
     vae: VAE
@@ -162,6 +169,7 @@ class Score:
     corner_sigma: float
     line_angles: int
     top_fraction: float
+    min_population: int
     labels: str
     label_neighbours: int
 
@@ -170,6 +178,9 @@ class Score:
 class Report:
     top_k: int
     table_rows: int
+    region_boxes: int
+    frame_maps: int
+    frame_pixels: int
 
 
 @dataclass(frozen=True)
@@ -208,7 +219,7 @@ class Config:
 def parse(raw: dict | None) -> Config:
     """Validate ``raw`` and build the typed Config."""
     d = validate(raw)
-    ing = dict(d["ingest"], normalise=Normalise(**d["ingest"]["normalise"]))
+    ing = dict(d["ingest"], normalise=Normalise(**d["ingest"]["normalise"]), limits=Limits(**d["ingest"]["limits"]))
     tr = dict(d["train"], cnn=CNN(**d["train"]["cnn"]), vae=VAE(**d["train"]["vae"]))
     return Config(
         inputs=d["inputs"], seed=d["seed"], device=d["device"], demo=Demo(**d["demo"]),

@@ -96,10 +96,22 @@ def _int16_hdu(img: np.ndarray, primary: bool = True):
     return hdu
 
 
+HDF_N = (189.2058, 62.2161)   # the Hubble Deep Field North, ICRS degrees
+PIXEL_DEG = 0.1 / 3600        # WFPC2 wide-field pixels: 0.1 arcsec
+
+
 def _header(hdu, i: int):
+    """Header cards of demo field ``i``: what it is, and a TAN WCS pointing it at its own place in a grid of
+    fields 36 arcsec apart around the HDF-N (north up, east left), so tiles get sky coordinates."""
     hdu.header["OBJECT"] = f"HDF field {i:03d}"
     hdu.header["TELESCOP"] = "HST (demo)"
     hdu.header["INSTRUME"] = "WFPC2 (demo)"
+    h, w = hdu.shape[-2:]
+    dec = HDF_N[1] + (i // 8 - 4) * 0.01
+    ra = HDF_N[0] + (i % 8 - 4) * 0.01 / np.cos(np.radians(dec))
+    hdu.header.update(WCSAXES=2, CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CUNIT1="deg", CUNIT2="deg",
+                      CRPIX1=(w + 1) / 2, CRPIX2=(h + 1) / 2, CRVAL1=round(ra, 6), CRVAL2=round(dec, 6),
+                      CD1_1=-PIXEL_DEG, CD1_2=0.0, CD2_1=0.0, CD2_2=PIXEL_DEG, RADESYS="ICRS")
     return hdu
 
 

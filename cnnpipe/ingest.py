@@ -29,7 +29,7 @@ from .tiling import cut_tiles, tiles_per_frame
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width", "status", "reason",
-                    "frame", "y0", "x0", "label", "header", "population"]
+                    "frame", "y0", "x0", "label", "header", "population", "wcs", "wcs_problem"]
 
 
 def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
@@ -85,7 +85,7 @@ def _records(cfg: Config, units: list, shard: int) -> Iterator[tuple[Block | Pro
     """Every block (or problem) of this shard's units, in order, with the block's population."""
     ing = cfg.ingest
     for unit in progress(units, len(units), f"ingest shard {shard}", log, unit="units"):
-        for rec in read_unit(unit, ing.chunk_frames, ing.hdf5_labels):
+        for rec in read_unit(unit, ing.chunk_frames, ing.hdf5_labels, limits=ing.limits):
             yield rec, ("" if isinstance(rec, Problem) else population(unit.kind, printable(rec.source), rec.key))
 
 
@@ -95,6 +95,9 @@ def _batch_rows(batch: Batch, where: np.ndarray, usable: np.ndarray, labels: np.
     parts, first = [], 0  # first: this block's first frame in the batch
     for rec, pop in batch:
         n, (h, w) = len(rec.images), rec.images.shape[1:]
+        if rec.wcs_problem:
+            log.warning("WCS of %s [%s] ignored (pixel coordinates only): %s", printable(rec.source), rec.key,
+                        rec.wcs_problem)
         for j in np.flatnonzero(~usable[first:first + n]):
             reason = f"frame {rec.start + j}: all pixels are NaN or inf"
             parts.append(_rows(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
@@ -104,17 +107,21 @@ def _batch_rows(batch: Batch, where: np.ndarray, usable: np.ndarray, labels: np.
             frame = rec.start + where[mine, 0] - first
             index = frame * per_frame + np.arange(len(mine)) % per_frame  # the same whichever shard reads it
             parts.append(_rows(rec.source, rec.key, index, shard, first_row + mine, h, w, "ok", "", frame,
-                               where[mine, 1], where[mine, 2], labels[mine], json.dumps(rec.header, default=str), pop))
+                               where[mine, 1], where[mine, 2], labels[mine], json.dumps(rec.header, default=str), pop,
+                               rec.wcs, rec.wcs_problem))
         first += n
     return parts
 
 
-def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
+def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, ...] = (),
+                 keep: tuple[str, ...] = ()) -> pd.DataFrame:
     """Ingest the units of ``shard`` into ``out`` (HDF5); return this shard's manifest rows.
 
-    A reader thread reads ahead (:func:`prefetch`) while blocks are normalised, tiled and written."""
+    A reader thread reads ahead (:func:`prefetch`) while blocks are normalised, tiled and written.
+    ``exclude``/``keep``: the workflow's own output folders, never read as inputs (see cnnpipe.discover)."""
     ing = cfg.ingest
-    units = shard_units(plan_units(resolve_inputs(cfg.inputs), ing.n_shards, ing.hdf5_dataset), shard, ing.n_shards)
+    units = shard_units(plan_units(resolve_inputs(cfg.inputs, exclude, keep), ing.n_shards, ing.hdf5_dataset,
+                                   limits=ing.limits), shard, ing.n_shards)
     parts: list[dict[str, np.ndarray]] = []
     size = ing.tile_size
     records = prefetch(_records(cfg, units, shard))
@@ -129,7 +136,15 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path) -> pd.DataFrame:
                 continue
             blocks = [rec for rec, _ in batch]
             images = blocks[0].images if len(blocks) == 1 else np.concatenate([b.images for b in blocks])
-            cut, stats, where, usable = prepare(images, cfg)
+            try:
+                cut, stats, where, usable = prepare(images, cfg)
+            except MemoryError:  # these blocks are quarantined; the shard goes on
+                for b in blocks:
+                    reason = (f"out of memory tiling frames from {b.start} on "
+                              "(lower ingest.limits.max_frame_pixels or max_read_bytes)")
+                    parts.append(_rows(b.source, b.key, b.start, shard, -1, 0, 0, "quarantined", reason))
+                    log.warning("quarantined %s [%s]: %s", printable(b.source), b.key, reason)
+                continue
             labels = np.concatenate([b.labels for b in blocks]).astype(np.int64)[where[:, 0]]
             per_frame = tiles_per_frame(*images.shape[1:], size, ing.tile_overlap)
             parts += _batch_rows(batch, where, usable, labels, shard, writer.n, per_frame)
@@ -146,12 +161,12 @@ def printable(path: str) -> str:
 
 
 def _rows(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
-          header="{}", population="") -> dict[str, np.ndarray]:
+          header="{}", population="", wcs="", wcs_problem="") -> dict[str, np.ndarray]:
     """Manifest columns of one block: arrays give one row per element, scalars are repeated (one row if
     nothing is an array). Plain arrays, not a DataFrame: building one per block costs more than the block."""
     cols = dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
                 status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header,
-                population=population)
+                population=population, wcs=wcs, wcs_problem=wcs_problem)
     m = max([len(v) for v in cols.values() if np.ndim(v)], default=1)
     return {c: np.asarray(v) if np.ndim(v) else np.full(m, v, dtype=object if isinstance(v, str) else None)
             for c, v in cols.items()}

@@ -17,4 +17,14 @@ def population(df: pd.DataFrame) -> np.ndarray:
     if "population" not in df:
         raise UserError("the manifest has no 'population' column: it was written by an older cnnpipe; "
                         "rerun ingest")
-    return df["population"].astype(str).to_numpy()
+    return df["population"].fillna("").astype(str).to_numpy()  # a FITS file in the working folder: ""
+
+
+def pooled_populations(anomalies: pd.DataFrame, manifest: pd.DataFrame) -> list[tuple[str, int]]:
+    """(population, rows) of the populations too small to be normalised alone (scored against the run)."""
+    if "pooled" not in anomalies:
+        return []
+    ids = ["source", "key", "index"]
+    rows = anomalies.loc[anomalies["pooled"].astype(str).str.lower() == "true", ids]
+    pops = rows.merge(manifest[[*ids, "population"]], on=ids, how="left")
+    return [(str(p), int(n)) for p, n in pd.Series(population(pops)).value_counts().sort_index().items()]

@@ -16,9 +16,10 @@ from . import components
 from .components.batch import LatentSpace
 from .components.latent import knn_distance
 from .config import Config
-from .errors import UserError
+from .labels import read_labels  # noqa: F401  (what the rank verb reads labels with)
 from .population import population
 from .score import CARRIED, ID
+from .sky import COLUMNS as SKY_COLUMNS
 from .tables import write_csv
 
 log = logging.getLogger(__name__)
@@ -42,22 +43,38 @@ def robust_z(values: np.ndarray, clip: float = 50.0) -> np.ndarray:
     return np.clip(z, 0.0, clip)
 
 
-def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: float) -> np.ndarray:
+def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: float,
+             pooled: np.ndarray | None = None) -> np.ndarray:
     """Combine the components, normalised within each population, into one score (higher = stranger).
 
     ``robust_z``: weighted power mean ``(sum w z^p / sum w)^(1/p)`` of robust z-scores: an anomaly that is
     extreme in a single component (a cosmic ray in ``sobel_peak``, a NaN patch in ``masked``) still ranks
     high, which a plain mean of ranks would dilute. ``rank``: weighted mean of rank-normalised components.
-    ``method`` and ``power`` come from the config (``score.ensemble``, ``score.power``).
+    ``method`` and ``power`` come from the config (``score.ensemble``, ``score.power``). ``pooled`` (bool per
+    row, see :func:`small_populations`): rows normalised against the whole run instead of their population.
     """
     used = {c: w for c, w in weights.items() if c in df and w > 0}
     wsum = max(sum(used.values()), 1e-12)
     total = np.zeros(len(df))
-    for _, idx in df.groupby(population(df)).indices.items():
+    whole = "\0whole run"  # no population is named so (paths hold no NUL)
+    groups = np.where(pooled, whole, population(df)) if pooled is not None else population(df)
+    for name, idx in df.groupby(groups).indices.items():
         for c, w in used.items():
-            v = df[c].to_numpy(np.float64)[idx]
-            total[idx] += w * (rank_normalise(v) if method == "rank" else robust_z(v) ** power)
+            v = df[c].to_numpy(np.float64)
+            v = v if name == whole else v[idx]  # a pooled row is compared with every frame of the run
+            z = rank_normalise(v) if method == "rank" else robust_z(v) ** power
+            total[idx] += w * (z[idx] if name == whole else z)
     return total / wsum if method == "rank" else (total / wsum) ** (1.0 / power)
+
+
+def small_populations(df: pd.DataFrame, min_frames: int) -> tuple[np.ndarray, dict[str, int]]:
+    """Rows whose population has fewer than ``min_frames`` rows (bool per row) and those populations' sizes.
+
+    A robust z-score needs a population to measure spread: a file alone in its folder is its own median
+    and always scored 0. Such rows are normalised against the whole run instead (``pooled``)."""
+    pop = pd.Series(population(df), index=df.index)
+    small = (pop.map(pop.value_counts()) < min_frames).to_numpy()
+    return small, {str(p): int(n) for p, n in pop[small].value_counts().sort_index().items()}
 
 
 def label_adjustment(z: np.ndarray, df: pd.DataFrame, labels: pd.DataFrame, n_neighbours: int) -> tuple[np.ndarray, list]:
@@ -85,18 +102,6 @@ def label_adjustment(z: np.ndarray, df: pd.DataFrame, labels: pd.DataFrame, n_ne
     return adj, marks
 
 
-def read_labels(path: str | Path | None) -> pd.DataFrame:
-    """``source,key,index,label`` with label in {interesting, boring}; missing file = no labels."""
-    cols = ["source", "key", "index", "label"]
-    if not path or not Path(path).exists():
-        return pd.DataFrame(columns=cols)
-    df = pd.read_csv(path, dtype={"source": str, "key": str})
-    bad = set(df.columns) ^ set(cols)
-    if bad or not df.label.isin(["interesting", "boring"]).all():
-        raise UserError(f"{path}: need columns {','.join(cols)} with label 'interesting' or 'boring'")
-    return df
-
-
 def component_columns(df: pd.DataFrame) -> list[str]:
     """The component columns of a scores table, in the component table's order."""
     return [c for c in components.names() if c in df]
@@ -110,25 +115,33 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample)
     for c in components.gathered(cfg.score.weights):
         df[c.name] = c.compute()(space)
-    df["score"] = ensemble(df, cfg.score.weights, cfg.score.ensemble, cfg.score.power)
+    pooled, small = small_populations(df, cfg.score.min_population)
+    for name, n in small.items():
+        log.warning("population %s has %d frames (fewer than score.min_population = %d): scored against the "
+                    "whole run", name, n, cfg.score.min_population)
+    df["score"] = ensemble(df, cfg.score.weights, cfg.score.ensemble, cfg.score.power, pooled)
+    df["pooled"] = pooled
     adj, marks = label_adjustment(z, df, labels, cfg.score.label_neighbours)
     df["score"] += adj * (df.score.max() - df.score.min())
     df["label"] = marks
     order = np.lexsort((df["index"].to_numpy(), df.key.to_numpy(), df.source.to_numpy(), -df.score.to_numpy()))
     df, z = df.iloc[order].reset_index(drop=True), z[order]
     df["rank"] = np.arange(1, len(df) + 1)
-    return df[[*ID, "score", "rank", *component_columns(df), "label", *CARRIED]], z
+    return df[[*ID, "score", "rank", *component_columns(df), "label", "pooled", *CARRIED]], z
 
 
 def by_frame(ranked: pd.DataFrame) -> pd.DataFrame:
-    """Roll tiles up to their frame: each column the max over the frame's tiles, re-ranked."""
+    """Roll tiles up to their frame: each score the max over the frame's tiles, re-ranked; the sky columns
+    (when present) are those of the frame's highest-scoring tile."""
     comps = component_columns(ranked)
     g = ranked.groupby(["source", "key", "frame"], sort=False)
     out = g[["score", *comps]].max().reset_index()
     out["tiles"] = g.size().to_numpy()
+    where = [c for c in SKY_COLUMNS if c in ranked]
+    out = pd.concat([out, ranked.loc[g["score"].idxmax().to_numpy(), where].reset_index(drop=True)], axis=1)
     out = out.sort_values(["score", "source", "key", "frame"], ascending=[False, True, True, True])
     out["rank"] = np.arange(1, len(out) + 1)
-    return out[["source", "key", "frame", "score", "rank", *comps, "tiles"]]
+    return out[["source", "key", "frame", "score", "rank", *comps, "tiles", *where]]
 
 
 def latent_map(ranked: pd.DataFrame, z: np.ndarray) -> pd.DataFrame:

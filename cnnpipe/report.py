@@ -1,11 +1,9 @@
 """The HTML anomaly report: one self-contained page that a person opens first.
 
-Reads exactly the files the report rule declares (:class:`ReportInputs`: the ranked lists, the gallery
-arrays, the latent map, the manifest, the training metrics, the ``generate`` images) and the Snakemake
-benchmarks folder it is given; renders ``templates/report.html.j2`` with jinja2 (autoescape on: every
-string that comes from an input file is HTML-escaped). Images are PNG data URIs and the one script is
-inline, pinned by a Content-Security-Policy hash, so the page opens from disk with no network and runs
-nothing else. The pictures are drawn by :mod:`cnnpipe.figures`.
+Reads exactly the files the report rule declares (:class:`ReportInputs`) and the Snakemake benchmarks folder
+it is given; renders ``templates/report.html.j2`` with jinja2 (autoescape on: every string from an input file
+is HTML-escaped). Images are PNG data URIs and the one script is inline, pinned by a Content-Security-Policy
+hash, so the page opens from disk with no network. The pictures are drawn by :mod:`cnnpipe.figures`.
 """
 from __future__ import annotations
 
@@ -26,10 +24,11 @@ import pandas as pd
 import yaml
 from markupsafe import Markup
 
-from . import components
+from . import components, report_where
 from .atomic import atomic_path
 from .config import Config
 from .errors import UserError
+from .population import pooled_populations
 from .figures import (MASK_COLOUR, data_uri, fmt_num, fmt_seconds, gallery_images, latent_map_png,
                       latent_map_svg, message_png, training_curves_png)
 from .tables import read_table
@@ -37,8 +36,8 @@ from .tables import read_table
 log = logging.getLogger("cnnpipe")
 
 TEMPLATES = Path(__file__).with_name("templates")
-BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label",  # ids and bookkeeping,
-                "tiles", "shard", "row", "y0", "x0", "height", "width")     # never component scores
+BASE_COLUMNS = ("source", "key", "index", "frame", "score", "rank", "label", "pooled",  # ids and bookkeeping,
+                "tiles", "shard", "row", "y0", "x0", "height", "width", *report_where.SKY_COLUMNS)  # not scores
 PACKAGES = ("cnnpipe", "torch", "numpy", "astropy", "h5py", "snakemake")
 
 
@@ -54,6 +53,7 @@ class ReportInputs:
     metrics: dict[str, Path] = field(default_factory=dict)    # model kind -> metrics CSV
     generated: dict[str, Path] = field(default_factory=dict)  # "samples" / "interpolation" -> PNG
     benchmarks: Path | None = None                             # folder of Snakemake benchmark TSVs
+    where: dict[str, Path] = field(default_factory=dict)      # "frame_maps" / "labels" (report_where)
 
 
 @dataclass
@@ -264,6 +264,7 @@ def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
         "gallery": gallery, "top_k": top_k,
         "table": _table(anomalies, comps, table_rows, len(gallery), ["source", "key", "index"]),
         "frame_table": frame_table,
+        "pooled": pooled_populations(anomalies, manifest), "min_population": cfg.score.min_population,
         "latent": latent_map_svg(latent, len(gallery) or top_k) if latent is not None and len(latent) else None,
         "latent_png": data_uri(lm_png),
         "curves_png": data_uri(curves_png),
@@ -272,6 +273,7 @@ def build_context(inputs: ReportInputs, cfg: Config) -> tuple[dict, Figures]:
         "generated": generated,
         "mask_colour": MASK_COLOUR,
     }
+    ctx.update(report_where.context(ctx, anomalies, by_frame, manifest, inputs.where, cfg.ingest.tile_size))
     return ctx, Figures(latent_map=lm_png, training_curves=curves_png)
 
 

@@ -290,6 +290,8 @@ def _finish(cfg: Config, kind: str, run: dict, plan: DataPlan, task, state: dict
             tmp.write_text(json.dumps(summary, indent=1, default=str))
         log.info("%s (%s) saved to %s: best epoch %d, %s", kind, task.mode, out, state["best_epoch"],
                  ", ".join(f"{k}={v:.4g}" for k, v in summary.items() if k.startswith("val_") and v == v))
+        if not cfg.train.keep_checkpoint:  # only --resume reads it, and the model is saved
+            checkpoint_path(out).unlink(missing_ok=True)
     if world > 1:
         dist.barrier()
     return summary

@@ -44,7 +44,7 @@ def cmd_ingest(args) -> None:
     cfg = _cfg(args)
     if not 0 <= args.shard < cfg.ingest.n_shards:
         raise UserError(f"--shard {args.shard} is outside 0..{cfg.ingest.n_shards - 1}")
-    rows = ingest_shard(cfg, args.shard, args.out)
+    rows = ingest_shard(cfg, args.shard, args.out, tuple(args.exclude), tuple(args.keep))
     write_csv(rows, args.manifest)
     ok = rows["status"] == "ok"
     log.info("shard %d: %d frames ingested, %d quarantined -> %s", args.shard, ok.sum(), (~ok).sum(), args.out)
@@ -78,8 +78,9 @@ def cmd_report(args) -> None:
     cfg = _cfg(args)
     metrics = {k: Path(p) for k, p in (("cnn", args.cnn_metrics), ("vae", args.vae_metrics)) if p}
     generated = {k: Path(p) for k, p in (("samples", args.samples), ("interpolation", args.interpolation)) if p}
+    where = {k: Path(p) for k, p in (("frame_maps", args.frame_maps), ("labels", args.labels)) if p}
     inputs = ReportInputs(Path(args.anomalies), Path(args.manifest), _opt(args.by_frame), _opt(args.gallery),
-                          _opt(args.latent_map), metrics, generated, _opt(args.benchmarks))
+                          _opt(args.latent_map), metrics, generated, _opt(args.benchmarks), where)
     out = write_report(inputs, args.out, cfg)
     log.info("report %s (figures beside it)", out)
 
@@ -125,10 +126,16 @@ def cmd_rank(args) -> None:
     from .gallery import gallery
     from .rank import rank_scores, read_labels, write_rank_outputs
     from .score import read_scores
+    from .sky import add_coordinates
+    from .tables import read_frames
 
     cfg = _cfg(args)
     labels = read_labels(args.labels)
     ranked, z = rank_scores(cfg, read_scores(args.scores), labels)
+    frames = read_frames(args.manifest)
+    for r in frames[frames.wcs_problem != ""].drop_duplicates(["source", "key"]).itertuples():
+        log.warning("%s [%s]: %s; its tiles get pixel coordinates only", r.source, r.key, r.wcs_problem)
+    ranked = add_coordinates(ranked, frames, cfg.ingest.tile_size)
     write_rank_outputs(ranked, z, args.anomalies, args.by_frame, args.latent_map)
     device = select(cfg.device, args.threads)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
@@ -136,6 +143,36 @@ def cmd_rank(args) -> None:
     log.info("ranked %d frames (%d human labels) -> %s", len(ranked), len(labels), args.anomalies)
     for r in ranked.head(5).itertuples():
         log.info("  #%d  score %.3f  %s [%s] %s", r.rank, r.score, r.source, r.key, r.index)
+
+
+def cmd_regions(args) -> None:
+    from .regionfile import write_regions
+    from .tables import read_frames, read_table, read_tiles
+
+    cfg = _cfg(args)
+    top = read_table(args.anomalies).nsmallest(cfg.report.region_boxes, "rank")
+    ids = ["source", "key", "index"]
+    top = top.merge(read_tiles(args.manifest, [*ids, "frame", "y0", "x0"], top[ids]), on=ids)
+    n = write_regions(top, read_frames(args.manifest), cfg.ingest.tile_size, args.out)
+    log.info("DS9 regions of the top %d rows: %d frames -> %s", cfg.report.region_boxes, n, args.out)
+
+
+def cmd_frame_maps(args) -> None:
+    from .framemap import FRAME, build, frames_to_show
+    from .shards import shard_number
+    from .tables import read_table, read_tiles
+
+    cfg = _cfg(args)
+    ranked = read_table(args.anomalies)
+    ids = ["source", "key", "index"]
+    top = read_tiles(args.manifest, [*ids, "frame"], ranked.nsmallest(cfg.report.top_k, "rank")[ids])
+    show = frames_to_show(top, read_table(args.by_frame), cfg.report.frame_maps)
+    tiles = read_tiles(args.manifest, [*ids, "frame", "shard", "row", "y0", "x0", "height", "width"], show)
+    frames = show.merge(tiles[[*FRAME, "height", "width"]].drop_duplicates(FRAME), on=FRAME)
+    scores = ranked[ids].assign(value=ranked["score"].rank(pct=True))  # heat: the tile's score percentile
+    n = build({shard_number(p): p for p in args.frames}, tiles, scores, frames, cfg.ingest.tile_size,
+              cfg.report.frame_pixels, args.out)
+    log.info("whole-frame views of %d frames -> %s", n, args.out)
 
 
 def _train(args, kind: str) -> None:

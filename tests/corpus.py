@@ -163,7 +163,29 @@ def odd(d: Path) -> dict[str, str]:
     return out
 
 
+def wcs_frames(d: Path) -> dict[str, str]:
+    """Three tiled frames for the sky-coordinate path: ``tan.fits`` with a rotated TAN WCS (100 x 150, so a
+    swapped x/y shows), ``nowcs.fits`` without a WCS, ``broken.fits`` with a WCS astropy rejects (an unknown
+    projection code). Returns {filename: what its WCS is}."""
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(7)
+    tan = fits.PrimaryHDU(rng.normal(100, 10, (100, 150)).astype(np.float32))
+    c, s = np.cos(np.radians(30)), np.sin(np.radians(30))
+    scale = 0.2 / 3600
+    tan.header.update(CTYPE1="RA---TAN", CTYPE2="DEC--TAN", CRPIX1=40.0, CRPIX2=60.5, CRVAL1=150.1, CRVAL2=2.2,
+                      CD1_1=-scale * c, CD1_2=scale * s, CD2_1=scale * s, CD2_2=scale * c, RADESYS="ICRS")
+    tan.header["OBJECT"] = "COSMOS (test)"
+    tan.writeto(d / "tan.fits")
+    fits.PrimaryHDU(rng.normal(100, 10, (90, 90)).astype(np.float32)).writeto(d / "nowcs.fits")
+    broken = fits.PrimaryHDU(rng.normal(100, 10, (90, 90)).astype(np.float32))
+    broken.header.update(CTYPE1="RA---XYZ", CTYPE2="DEC--XYZ", CRPIX1=1.0, CRPIX2=1.0, CRVAL1=10.0, CRVAL2=20.0,
+                         CDELT1=-1e-4, CDELT2=1e-4)
+    broken.writeto(d / "broken.fits")
+    return {"tan.fits": "TAN", "nowcs.fits": "none", "broken.fits": "broken"}
+
+
 if __name__ == "__main__":
     root = Path(sys.argv[1] if len(sys.argv) > 1 else "corpus")
     print(len(good(root / "good")), "good files,", len(bad(root / "bad")), "bad files,",
           len(odd(root / "odd")), "odd-but-readable files in", root)
+

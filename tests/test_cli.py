@@ -122,7 +122,7 @@ def test_missing_input_is_quarantined_and_named_by_manifest(tmp_path, caplog, ca
     missing = str(tmp_path / "night-1" / "nope.fits")
     good = tmp_path / "good.fits"
     _fits(good)
-    s = json.dumps({"inputs": [missing, str(good)], "ingest": {"n_shards": 1, "tile_size": 16}})
+    s = json.dumps({"inputs": [missing, str(good)], "ingest": {"n_shards": 1, "tile_size": 16, "tile_overlap": 4}})
     part = tmp_path / "m-0.csv"
     with caplog.at_level(logging.INFO):
         assert main(["ingest", "--settings", s, "--shard", "0", "--out", str(tmp_path / "s.h5"),
@@ -150,7 +150,7 @@ def test_all_bad_inputs_stop_manifest_with_one_line(tmp_path, capsys):
 
 
 def test_score_refuses_a_checkpoint_from_another_config(tmp_path, capsys):
-    small = {"ingest": {"tile_size": 16}, "train": {"vae": {"channels": [4], "latent_dim": 4}}}
+    small = {"ingest": {"tile_size": 16, "tile_overlap": 4}, "train": {"vae": {"channels": [4], "latent_dim": 4}}}
     mcfg = checkpoint.expected_config(load(settings=json.dumps(small)), "vae")
     vae = tmp_path / "vae.pt"
     checkpoint.save(vae, build(mcfg), mcfg, meta={})

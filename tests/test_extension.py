@@ -76,7 +76,7 @@ def test_a_new_score_component_is_one_module_and_one_row(tmp_path, monkeypatch):
     assert ("toy", TOY.description) in ctx["components"]
     assert TOY.description in render(ctx)
     docs = schema_markdown()
-    assert '"toy": 2.0' in docs and f"toy: {TOY.description}" in docs
+    assert "| `score.weights.toy` | `2.0` |" in docs and TOY.description[1:] in docs
 
 
 def test_a_new_input_format_is_one_module_and_one_entry(tmp_path, monkeypatch):

@@ -98,7 +98,7 @@ def test_vae_refuses_an_unknown_upsampling():
 
 def test_checkpoint_of_the_old_decoder_is_refused_by_the_default_config_in_one_line(tmp_path):
     """Checkpoints from before ``train.vae.upsample`` existed have no such key and a transposed decoder."""
-    cfg = parse({"ingest": {"tile_size": 16}, "train": {"vae": {"channels": [4], "latent_dim": 4}}})
+    cfg = parse({"ingest": {"tile_size": 16, "tile_overlap": 4}, "train": {"vae": {"channels": [4], "latent_dim": 4}}})
     old = {k: v for k, v in checkpoint.expected_config(cfg, "vae").items() if k != "upsample"}
     model = ConvVAE(old["in_channels"], old["size"], old["channels"], old["latent_dim"], upsample="transpose")
     checkpoint.save(tmp_path / "old.pt", model, old, {})

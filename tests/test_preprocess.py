@@ -36,8 +36,9 @@ def test_pooled_valid_fraction():
 
 
 def test_preprocess_shard_round_trip(tmp_path):
-    cfg = config.parse({"ingest": {"tile_size": 16}, "preprocess": {"pool_levels": 2, "direction": True,
-                                                                     "batch_size": 3}})
+    cfg = config.parse({"ingest": {"tile_size": 16, "tile_overlap": 4},
+                        "preprocess": {"pool_levels": 2, "direction": True, "batch_size": 3},
+                        "train": {"vae": {"channels": [4, 8]}}})  # a 4-pixel feature map has room for 2 layers
     frames = np.random.default_rng(1).random((7, 16, 16)).astype(np.float32)
     with h5py.File(tmp_path / "frames.h5", "w") as f:
         f["frames"], f["label"] = frames, np.arange(7)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import hashlib
 import io
 import json
@@ -17,7 +18,7 @@ import pytest
 from conftest import in_ci
 from PIL import Image
 
-from cnnpipe import components, figures, report
+from cnnpipe import components, figures, framemap, report
 from cnnpipe.cli import main
 from cnnpipe.config import parse
 
@@ -380,8 +381,13 @@ rule generate:
     output: samples="results/generate/samples.png", interpolation="results/generate/interpolation.png"
     shell: "false"
 
+rule frame_maps:
+    output: maps="results/frame_maps.h5"
+    shell: "false"
+
 include: "{repo}/workflow/rules/report.smk"
 """)
+    add_context(tmp_path / "results")
     (tmp_path / "results" / "generate").mkdir()
     for name in ("samples", "interpolation"):
         shutil.copyfile(repo / "docs" / "report.png", tmp_path / "results" / "generate" / f"{name}.png")
@@ -393,8 +399,118 @@ include: "{repo}/workflow/rules/report.smk"
     assert run.returncode == 0, run.stderr[-3000:]
     html = (tmp_path / target).read_text()
     assert len(re.findall(r'<article class="card"', html)) == K  # all gallery rows (report.top_k defaults to 24 > K)
+    assert len(re.findall(r'<figure class="framemap"', html)) == 3   # the rule passes results/frame_maps.h5
     run = subprocess.run(smk + ["--report", "report.zip", target], capture_output=True, text=True, timeout=300,
                          env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     names = {Path(n).name for n in zipfile.ZipFile(tmp_path / "report.zip").namelist()}
     assert {"report.html", "index.html", "latent_map.png", "training_curves.png"} <= names
+
+
+# ---------------------------------------------------------------- where is it: sky, frame, labels
+
+ODD = 'data/<b>"odd, name".fits'   # a label row the page does not show: quotes, a comma, markup
+
+
+def add_context(res: Path) -> tuple[Path, Path]:
+    """Sky columns, a frame whose WCS failed, a tiled card with its whole-frame view, frame maps of the
+    two-tile frames and a labels file on top of :func:`make_results`; returns (frame maps, labels)."""
+    a = pd.read_csv(res / "anomalies.csv", dtype={"key": str})
+    a["x_image"], a["y_image"] = 32.5 + a["index"], 32.5
+    a["x_world"] = np.where(a["index"] % 2 == 0, 150.0 + a["index"] / 1e4, np.nan)
+    a["y_world"] = np.where(a["index"] % 2 == 0, 2.2, np.nan)
+    a["world_axes"] = np.where(a["index"] % 2 == 0, "RA/DEC icrs", "")
+    a.to_csv(res / "anomalies.csv", index=False)
+    m = pd.read_csv(res / "manifest.csv", dtype={"key": str})
+    m["wcs"], m["wcs_problem"] = "", ""
+    m.loc[m.source == "data/field-2.fits", "wcs_problem"] = f"unusable WCS: {XSS}"
+    m.loc[1, ["height", "width", "y0", "x0", "frame"]] = [128, 192, 64, 64, 0]   # card #2: a tile of a bigger frame
+    m.to_csv(res / "manifest.csv", index=False)
+    maps = res / "frame_maps.h5"
+    bf = pd.read_csv(res / "anomalies_by_frame.csv", dtype={"key": str}).sort_values("rank").head(3)
+    entries = [(m.source[1], m.key[1], 0, 128, 192)] + [(r.source, r.key, r.frame, 64, 64) for r in bf.itertuples()]
+    with h5py.File(maps, "w") as f:
+        s = h5py.string_dtype()
+        f.create_dataset("source", data=[e[0] for e in entries], dtype=s)
+        f.create_dataset("key", data=[e[1] for e in entries], dtype=s)
+        f["frame"], f["height"], f["width"] = ([e[i] for e in entries] for i in (2, 3, 4))
+        f["factor"] = [2, 1, 1, 1]
+        for n, (_, _, _, h, w) in enumerate(entries):
+            f[f"image/{n}"] = np.zeros((-(-h // f["factor"][n]), -(-w // f["factor"][n])), np.float32)
+            f[f"heat/{n}"] = np.linspace(0, 1, f[f"image/{n}"].size, dtype=np.float32).reshape(f[f"image/{n}"].shape)
+    labels = res.parent / "labels.csv"
+    pd.DataFrame({"source": [a.source[2], ODD], "key": [a.key[2], "0"], "index": [2, 99],
+                  "label": ["interesting", "boring"]}).to_csv(labels, index=False)
+    return maps, labels
+
+
+def with_context(res: Path, maps: Path, labels: Path) -> report.ReportInputs:
+    return dataclasses.replace(inputs(res), where={"frame_maps": maps, "labels": labels})
+
+
+def test_cards_show_where_the_tile_is_and_wcs_problems_warn(tmp_path):
+    res = make_results(tmp_path)
+    maps, labels = add_context(res)
+    ctx, _ = report.build_context(with_context(res, maps, labels), config())
+    cards = ctx["gallery"]
+    assert cards[0]["coords"] == {"pixel": "x 32.5, y 32.5", "world": "RA/DEC icrs: 150.000000, 2.200000"}
+    assert cards[1]["coords"] == {"pixel": "x 33.5, y 32.5", "world": None}      # no WCS: pixels only
+    assert cards[0]["frame_view"] is None                                      # untiled: the input is the frame
+    view = decode_png(cards[1]["frame_view"])                                  # 128 x 192 frame shown 1:2
+    assert view.shape[:2] == (64, 96)
+    red = np.all(view[..., :3] == framemap.BOX_RGB, axis=-1)
+    assert red[32, 32:64].all() and red[32:64, 32].all() and not red[:32].any()  # tile (64, 64)-(127, 127)
+    assert [m["rank"] for m in ctx["frame_maps"]] == [1, 2, 3] and ctx["map_ranks"] == {1, 2, 3}
+    assert ctx["wcs_problems"] == [{"source": "data/field-2.fits", "key": k, "reason": f"unusable WCS: {XSS}"}
+                                   for k in ("1", "2")]                        # one per HDU
+    assert json.loads(ctx["labels"]) == [[cards[2]["source"], cards[2]["key"], 2, "interesting"], [ODD, "0", 99, "boring"]]
+    html = report.render(ctx)
+    assert XSS not in html and '<b>"odd' not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html.split('id="wcs-problems"', 1)[1]
+    assert '"odd, name"' not in html and "&lt;b&gt;" in html.split('id="labelbar"', 1)[1]
+    assert len(re.findall(r'<figure class="framemap" id="f-(\d+)"', html)) == 3
+    assert 'href="#f-1"' in html.split('id="by-frame"', 1)[1]                 # the by-frame table links its map
+    assert len(re.findall(r'<img class="frame"', html)) == 1
+
+
+@pytest.mark.slow
+def test_labelling_in_chromium_downloads_a_labels_csv_the_workflow_reads(tmp_path):
+    from cnnpipe.rank import read_labels
+
+    sync_playwright = _browser()
+    res = make_results(tmp_path)
+    maps, labels = add_context(res)
+    out = report.write_report(with_context(res, maps, labels), res / "report" / "index.html", config())
+    a = pd.read_csv(res / "anomalies.csv", dtype={"key": str}).set_index("rank")
+    errors = []
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            page.goto(out.resolve().as_uri())
+            # the existing label shows on its card and its table row
+            assert page.get_attribute("#a-3 button[data-mark=interesting]", "aria-pressed") == "true"
+            assert page.text_content("#ranked tbody tr:nth-child(3) td[data-label-text]") == "interesting"
+            assert page.text_content("#label-count") == "2" and page.text_content("#label-changed") == "0"
+            page.click("#a-1 button[data-mark=boring]")
+            page.click("#ranked tbody tr:nth-child(12) button[data-mark=interesting]")
+            page.click("#ranked tbody tr:nth-child(3) button[data-mark=interesting]")   # a second click clears
+            assert page.get_attribute("#a-3 button[data-mark=interesting]", "aria-pressed") == "false"
+            assert page.text_content("#ranked tbody tr:nth-child(1) td[data-label-text]") == "boring"  # card -> row
+            assert page.text_content("#label-count") == "3" and page.text_content("#label-changed") == "3"
+            page.fill("input[data-filter-for=ranked]", "boring")      # the filter sees labels, not the buttons
+            assert _ranks(page) == [1]
+            with page.expect_download() as dl:
+                page.click("#labels-download")
+            assert dl.value.suggested_filename == "labels.csv"
+            dl.value.save_as(tmp_path / "labels.csv")
+        finally:
+            browser.close()
+    assert errors == []
+    got = read_labels(tmp_path / "labels.csv")       # the workflow's own reader accepts it unchanged
+    assert list(map(tuple, got.astype(str).to_numpy())) == [
+        (ODD, "0", "99", "boring"),
+        (a.source[1], a.key[1], str(a["index"][1]), "boring"),
+        (a.source[12], a.key[12], str(a["index"][12]), "interesting")]

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cnnpipe import config
+from cnnpipe import components, config
 from cnnpipe.components.latent import knn_distance
 from cnnpipe.components.latent import mahalanobis_distance as mahalanobis
 from cnnpipe.components.vae import top_mean
@@ -12,6 +12,11 @@ from cnnpipe.population import population
 from cnnpipe.rank import by_frame, ensemble, label_adjustment, rank_scores, read_labels, robust_z
 
 POWER = config.parse({}).score.power  # the schema's default
+
+
+def _only(name: str) -> dict[str, float]:
+    """Weights with one component on (the config merges given weights over the defaults)."""
+    return {c: float(c == name) for c in components.names()}
 
 
 def test_top_mean_ignores_masked_pixels():
@@ -79,7 +84,7 @@ def test_labels_move_frame_and_neighbours():
 
 
 def test_rank_scores_contract_and_rollup(tmp_path):
-    cfg = config.parse({"score": {"weights": {"recon": 1.0}, "k": 2}})
+    cfg = config.parse({"score": {"weights": _only("recon"), "k": 2}})
     n = 12
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": [i // 4 for i in range(n)],
                          "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "", "recon": np.linspace(0, 1, n) ** 2,
@@ -104,7 +109,7 @@ def test_bad_labels_file_is_a_user_error(tmp_path):
 
 
 def test_boring_label_sinks_the_top_frame_whatever_the_score_scale():
-    cfg = config.parse({"score": {"weights": {"masked": 1.0}, "label_neighbours": 1}})
+    cfg = config.parse({"score": {"weights": _only("masked"), "label_neighbours": 1}})
     n = 20
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
                          "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "", "masked": [0.5] + [0.0] * (n - 1),
@@ -126,7 +131,7 @@ def test_zero_weight_components_are_not_computed():
     assert components.models_needed(w) == {"vae"}
     assert components.models_needed({**w, "cnn": 0.5}) == {"vae", "cnn"}
     assert [c.name for c in components.gathered({"latent_knn": 1.0})] == ["latent_knn"]
-    cfg = config.parse({"score": {"weights": {"recon": 1.0}, "k": 2}})
+    cfg = config.parse({"score": {"weights": _only("recon"), "k": 2}})
     n = 8
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
                          "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "",
@@ -134,7 +139,7 @@ def test_zero_weight_components_are_not_computed():
     ranked, _ = rank_scores(cfg, [part], read_labels(None))
     assert "latent_knn" not in ranked and "mahalanobis" not in ranked   # gathered ones at weight 0: no column
     assert ranked["index"].iloc[0] == n - 1
-    off = config.parse({"score": {"weights": {}}})                        # every component off: one score, 0
+    off = config.parse({"score": {"weights": {c: 0.0 for c in components.names()}}})  # all off: one score, 0
     ranked, _ = rank_scores(off, [part.drop(columns="recon")], read_labels(None))
     assert (ranked.score == 0).all() and len(ranked) == n
 

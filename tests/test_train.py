@@ -190,6 +190,7 @@ def test_resume_gives_identical_weights(blob_data, tmp_path, kind):
     cfg = tiny_cfg(cnn={"epochs": 4}, vae={"epochs": 4})
     full = tmp_path / "full.pt"
     train(cfg, kind, feats, man, full, tmp_path / "full.csv")
+    assert full.exists() and not checkpoint_path(full).exists()  # the checkpoint goes once the model is saved
     part = tmp_path / "part.pt"
     assert train(cfg, kind, feats, man, part, tmp_path / "part.csv", stop_after=2) == {"interrupted_after": 2}
     assert not part.exists() and checkpoint_path(part).exists()

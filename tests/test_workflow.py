@@ -1,4 +1,7 @@
 """The whole workflow through Snakemake on tiny generated data (demo + malformed files)."""
+import io
+import re
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -11,13 +14,15 @@ from cnnpipe.population import population
 from workflow_run import TINY, snakemake
 
 pytestmark = pytest.mark.slow
+RUN = {**TINY, "inputs": [*TINY["inputs"], "wcs"]}
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     wd = tmp_path_factory.mktemp("wf")
     reasons = corpus.bad(wd / "bad")
-    proc = snakemake(wd, TINY)
+    corpus.wcs_frames(wd / "wcs")  # a rotated TAN WCS, no WCS, a broken WCS: three tiled frames
+    proc = snakemake(wd, RUN)
     assert proc.returncode == 0, proc.stderr[-4000:]
     return wd, reasons
 
@@ -32,7 +37,7 @@ def test_manifest_lists_good_and_quarantined(run):
     truth = pd.read_csv(wd / "results/demo/truth.csv", dtype={"key": str})
     frames = set(zip(ok.source, ok.key, ok.frame))
     assert set(zip(truth.source, truth.key, truth.frame)) <= frames  # every injected frame was ingested
-    assert len(set(zip(ok.source, ok.key, ok.frame))) == 24 + 1 + 32  # sky + the wide frame + tracks
+    assert len(set(zip(ok.source, ok.key, ok.frame))) == 24 + 1 + 32 + 3  # sky + the wide frame + tracks + wcs/
     assert set(ok.shard) == {0, 1}
 
 
@@ -78,7 +83,7 @@ def test_corner_reference_covers_each_population_and_the_scores_use_it(run):
         maps = dict(zip(names, f["corner"][:]))
         sigma = float(f.attrs["sigma"])
     assert counts == pd.Series(population(ok)).value_counts().to_dict()
-    assert names == ["results/demo/sky", "results/demo/tracks.h5:/events"]   # a FITS folder, an HDF5 dataset
+    assert names == ["results/demo/sky", "results/demo/tracks.h5:/events", "wcs"]  # FITS folders, an HDF5 dataset
     scores = pd.read_parquet(results / "scores/shard-0.parquet")
     with h5py.File(results / "frames/shard-0.h5") as f:
         frames = f["frames"][:][scores["row"].to_numpy()]
@@ -124,3 +129,132 @@ def test_training_rules_write_models_metrics_and_figures(run):
     assert cnn_meta["mode"] == "self-supervised" and len(cnn_meta["transforms"]) == 8  # demo: no labels
     for name in ("samples", "interpolation"):
         assert (wd / f"results/generate/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ---------------------------------------------------------------- where is it: sky, frame, labels
+
+def _ranked(wd):
+    return pd.read_csv(wd / "results/anomalies.csv", dtype={"key": str})
+
+
+def test_world_coordinates_of_every_fits_tile_match_astropy(run):
+    """Each tile's centre (1-based pixels) in world coordinates, as astropy.wcs computes it from the file."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    wd, _ = run
+    a = _ranked(wd)
+    fits_rows = a[~a.key.str.startswith("/")]
+    checked = 0
+    for (source, key), g in fits_rows.groupby(["source", "key"]):
+        with fits.open(wd / source) as hdul:
+            header = hdul[int(key)].header
+        if source == "wcs/tan.fits" or source.startswith("results/demo/sky/"):
+            ra, dec = WCS(header, naxis=2).all_pix2world(g.x_image, g.y_image, 1)
+            np.testing.assert_allclose(g.x_world, ra, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(g.y_world, dec, rtol=0, atol=1e-6)
+            assert (g.world_axes == "RA/DEC icrs").all()
+            checked += len(g)
+        else:                                      # nowcs.fits, broken.fits: pixel coordinates only
+            assert g.x_world.isna().all() and g.y_world.isna().all() and g.x_image.notna().all()
+    tan = fits_rows[fits_rows.source == "wcs/tan.fits"]
+    assert sorted(set(tan.x_image)) == [32.5, 80.5, 118.5] and sorted(set(tan.y_image)) == [32.5, 68.5]
+    assert checked == len(fits_rows) - 8          # all but the 4 + 4 tiles of nowcs.fits and broken.fits
+    assert a[a.key.str.startswith("/")].x_world.isna().all()      # HDF5 events: no WCS
+    frames = pd.read_csv(wd / "results/anomalies_by_frame.csv", dtype={"key": str}).set_index(["source", "key", "frame"])
+    best = (a.assign(frame=pd.read_csv(wd / "results/manifest.csv", dtype={"key": str}).set_index(
+        ["source", "key", "index"]).loc[list(zip(a.source, a.key, a["index"])), "frame"].to_numpy())
+            .sort_values("rank").drop_duplicates(["source", "key", "frame"]).set_index(["source", "key", "frame"]))
+    for c in ("x_image", "y_image", "x_world", "y_world"):   # a frame's coordinates: its top tile's
+        np.testing.assert_allclose(frames.loc[best.index, c], best[c])
+
+
+def test_region_files_box_each_top_tile_and_warn_about_a_broken_wcs(run):
+    from regions import RectanglePixelRegion, RectangleSkyRegion, Regions
+
+    wd, _ = run
+    a = _ranked(wd)
+    top = a[(a["rank"] <= 100) & ~a.key.str.startswith("/")]      # report.region_boxes: 100 (every FITS row here)
+    files = {p.relative_to(wd / "results/regions").as_posix(): p for p in (wd / "results/regions").rglob("*.reg")}
+    assert len(files) == len(top.drop_duplicates(["source", "key"])) + 1     # the demo cube holds two planes
+    assert {"wcs/tan.reg", "wcs/nowcs.reg", "wcs/broken.reg", "results/demo/sky/wide.reg"} <= set(files)
+    boxes = 0
+    for name, path in files.items():
+        regs = Regions.read(path, format="ds9")
+        boxes += len(regs)
+        if name.startswith("wcs/") and name != "wcs/tan.reg":
+            assert all(isinstance(r, RectanglePixelRegion) for r in regs)
+        else:
+            assert all(isinstance(r, RectangleSkyRegion) for r in regs)
+    assert boxes == len(top)                                         # one box per top tile
+    tan = top[top.source == "wcs/tan.fits"].sort_values("rank")
+    regs = Regions.read(files["wcs/tan.reg"], format="ds9")
+    np.testing.assert_allclose([r.center.ra.deg for r in regs], tan.x_world, atol=1e-6)
+    np.testing.assert_allclose([r.center.dec.deg for r in regs], tan.y_world, atol=1e-6)
+    broken = top[top.source == "wcs/broken.fits"].sort_values("rank")
+    regs = Regions.read(files["wcs/broken.reg"], format="ds9")
+    np.testing.assert_allclose([r.center.x + 1 for r in regs], broken.x_image)   # regions: 0-based pixels
+    log = "".join(p.read_text() for p in (wd / "logs/ingest").glob("*.log"))
+    assert "WCS of wcs/broken.fits [0] ignored (pixel coordinates only): unusable WCS: Unrecognized projection" in log
+    html = (wd / "results/report/index.html").read_text()
+    assert "wcs/broken.fits" in html.split('id="wcs-problems"', 1)[1].split("</table>", 1)[0]
+    assert "wcs/broken.fits [0]: unusable WCS: Unrecognized projection" in (wd / "logs/rank.log").read_text()
+
+
+def test_report_shows_frames_in_context(run):
+    """Cards of tiled frames show the whole frame; every frame of more than one tile gets a heat map."""
+    from cnnpipe import framemap
+
+    wd, _ = run
+    html = (wd / "results/report/index.html").read_text()
+    bf = pd.read_csv(wd / "results/anomalies_by_frame.csv", dtype={"key": str})
+    multi = bf[bf.tiles > 1].sort_values("rank")
+    assert set(multi.source) == {"results/demo/sky/wide.fits", "wcs/tan.fits", "wcs/nowcs.fits", "wcs/broken.fits"}
+    assert re.findall(r'<figure class="framemap" id="f-(\d+)"', html) == [str(r) for r in multi["rank"]]
+    maps = framemap.read(wd / "results/frame_maps.h5")
+    tan = maps[("wcs/tan.fits", "0", 0)]
+    assert tan["image"].shape == (100, 150) and tan["factor"] == 1 and np.isfinite(tan["heat"]).all()
+    cards = re.findall(r'<article class="card".*?</article>', html, flags=re.S)
+    tiled = [c for c in cards if "tile at (y" in c]
+    assert tiled and all('<img class="frame"' in c for c in tiled)
+    assert not any('<img class="frame"' in c for c in cards if "tile at (y" not in c)
+
+
+def test_labels_marked_in_the_page_rerank_after_a_rerun(run, tmp_path):
+    """Chromium: mark the top frame boring and a low one interesting, download labels.csv, put it where the
+    workflow reads labels, rerun: only the steps downstream of the labels rerun, the frames move."""
+    import shutil
+
+    from test_report import CHROMIUM, _browser
+
+    sync_playwright = _browser()
+    src, _ = run
+    wd = tmp_path / "wf"
+    shutil.copytree(src, wd, symlinks=True)          # copy2 keeps the mtimes: nothing is out of date
+    before = _ranked(wd)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(accept_downloads=True)
+            page.goto((wd / "results/report/index.html").resolve().as_uri())
+            page.click("#a-1 button[data-mark=boring]")
+            page.click("#ranked tbody tr:nth-child(30) button[data-mark=interesting]")
+            with page.expect_download() as dl:
+                page.click("#labels-download")
+            (wd / "config").mkdir()
+            dl.value.save_as(wd / "config/labels.csv")   # score.labels: config/labels.csv
+        finally:
+            browser.close()
+    boring, interesting = before.iloc[0], before.iloc[29]
+    summary = snakemake(wd, RUN, "--summary")
+    assert summary.returncode == 0, summary.stderr[-3000:]
+    plan = pd.read_csv(io.StringIO(summary.stdout), sep="\t")
+    assert set(plan.loc[plan.plan != "no update", "rule"]) == {"rank", "regions", "frame_maps", "report"}
+    proc = snakemake(wd, RUN)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    after = _ranked(wd).set_index(["source", "key", "index"])
+    assert after.loc[(boring.source, boring.key, boring["index"]), "rank"] == len(after)          # dropped
+    assert after.loc[(interesting.source, interesting.key, interesting["index"]), "rank"] == 1    # rose
+    assert after.loc[(boring.source, boring.key, boring["index"]), "label"] == "boring"
+    bar = (wd / "results/report/index.html").read_text().split('id="labelbar"', 1)[1]
+    assert "&#34;boring&#34;" in bar and "&#34;interesting&#34;" in bar    # the new page starts from the labels

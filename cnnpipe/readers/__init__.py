@@ -11,12 +11,11 @@ bad file never stops a run. Frames come out as float32 arrays with NaN marking m
 """
 from __future__ import annotations
 
-import glob
 import importlib
-import os
 from types import ModuleType
 from typing import Iterator
 
+from .. import discover
 from .base import Block, Problem, Record, Unit  # noqa: F401  (the readers' vocabulary)
 
 #: the reader modules, in the order their suffixes are tried
@@ -49,28 +48,12 @@ def _unknown() -> str:
     return f"unknown file type (expected {', '.join(suffixes())})"
 
 
-def resolve_inputs(entries: list[str]) -> list[tuple[str, str]]:
-    """Expand files, folders (recursive) and globs into sorted ``(path, problem)`` pairs; problem '' = fine."""
-    out: list[tuple[str, str]] = []
-    for entry in entries:
-        if os.path.isdir(entry):
-            found = sorted(
-                os.path.join(root, f)
-                for root, _, files in os.walk(entry)
-                for f in files
-                if file_kind(f)
-            )
-            out += [(p, "") for p in found] or [(entry, f"folder holds no {' or '.join(m.NAME.upper() for m in formats())} files")]
-        elif os.path.exists(entry):
-            out.append((entry, "" if file_kind(entry) else _unknown()))
-        elif glob.has_magic(entry):
-            found = sorted(p for p in glob.glob(entry, recursive=True) if os.path.isfile(p))
-            out += [(p, "" if file_kind(p) else "unknown file type") for p in found] or [
-                (entry, "pattern matches no files")]
-        else:
-            out.append((entry, "path does not exist"))
-    seen: set[str] = set()
-    return [x for x in out if not (x[0] in seen or seen.add(x[0]))]
+def resolve_inputs(entries: list[str], exclude: tuple[str, ...] = (),
+                   keep: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """Expand files, folders (recursive) and globs into sorted ``(path, problem)`` pairs; problem '' = fine.
+    ``exclude``/``keep``: the workflow's own output folders, never read (see :mod:`cnnpipe.discover`)."""
+    return discover.resolve(entries, file_kind, exclude, keep, unknown=_unknown(),
+                            empty=f"folder holds no {' or '.join(m.NAME.upper() for m in formats())} files")
 
 
 def plan_units(paths: list[tuple[str, str]], n_shards: int, hdf5_dataset: str | None = None,
@@ -91,7 +74,8 @@ def shard_units(units: list[Unit], shard: int, n_shards: int) -> list[Unit]:
 
 
 def read_unit(unit: Unit, chunk_frames: int = 64, hdf5_labels: str | None = None, **options) -> Iterator[Record]:
-    """Yield the frames (or problems) of one unit, reading at most ``chunk_frames`` frames at a time."""
+    """Yield the frames (or problems) of one unit, reading at most ``chunk_frames`` frames (and at most
+    ``options["limits"].max_read_bytes``) at a time."""
     if unit.kind == "bad":
         yield Problem(unit.source, unit.key, -1, unit.reason)
     else:

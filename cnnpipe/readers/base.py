@@ -29,6 +29,8 @@ class Block:
     images: np.ndarray  # (n, H, W) float32, NaN = masked
     labels: np.ndarray  # (n,) int, -1 = no label
     header: dict
+    wcs: str = ""          # the frames' 2-D WCS as JSON header cards (sky.capture); '' = none
+    wcs_problem: str = ""  # why a WCS present in the header cannot be used; '' = fine
 
     def frames(self) -> list[tuple[int, np.ndarray]]:
         return [(self.start + j, img) for j, img in enumerate(self.images)]
@@ -46,6 +48,9 @@ Record = Union[Block, Problem]
 
 
 def one_line(exc: BaseException) -> str:
+    if isinstance(exc, MemoryError):
+        return ("out of memory (lower ingest.limits.max_frame_pixels or max_read_bytes, or give the job "
+                "more memory)")
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]
 

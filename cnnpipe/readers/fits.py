@@ -9,6 +9,9 @@ from typing import Iterator
 import numpy as np
 from astropy.io import fits
 
+from ..limits import (HEADER_BYTES, BoundedReader, Limits, bytes_problem, frame_problem, frames_per_read,
+                      gzip_primary_problem, regular_file_problem)
+from ..sky import capture
 from .base import Block, Problem, Record, Unit, float_frames, one_line
 
 NAME = "fits"
@@ -23,7 +26,7 @@ def plan(path: str, n_shards: int, options: dict) -> list[Unit]:
 
 
 def read(unit: Unit, chunk_frames: int, options: dict) -> Iterator[Record]:
-    yield from read_fits(unit.source, chunk_frames)
+    yield from read_fits(unit.source, chunk_frames, options.get("limits") or Limits())
 
 
 def population(source: str, key: str) -> str:
@@ -34,36 +37,33 @@ def _is_image(hdu) -> bool:
     return isinstance(hdu, (fits.PrimaryHDU, fits.ImageHDU, fits.CompImageHDU))
 
 
-def _data(hdu, path: str, i: int) -> np.ndarray:
-    """An HDU's image; astropy cannot memory-map integers with BLANK (and scaling): those are read plainly."""
-    try:
-        return hdu.data
-    except ValueError as exc:
-        if "memory-mapped" not in str(exc):
-            raise
-        return fits.getdata(path, ext=i, memmap=False)
-
-
-def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
-    """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy."""
-    try:  # a broken link, a vanished file or one without read permission: say so instead of crashing
-        size = os.path.getsize(path)
-        open(path, "rb").close()
-    except OSError as exc:
-        yield Problem(path, "", -1, f"cannot open: {exc.strerror or one_line(exc)}")
+def read_fits(path: str, chunk_frames: int = 64, limits: Limits = Limits()) -> Iterator[Record]:
+    """Frames of every 2-D image HDU and every plane of each 3-D cube; BSCALE/BZERO/BLANK applied by astropy.
+    Every HDU's declared frame size and the file's declared bytes so far are checked against ``limits``
+    before its data is read or inflated (a 1 MB .fits.gz declaring 1 GiB is refused from its header)."""
+    size, why = _open_problem(path)
+    if why:
+        yield Problem(path, "", -1, why)
         return
-    if size == 0:
-        yield Problem(path, "", -1, "empty file (0 bytes)")
-        return
-    images = 0
+    images, gzipped = 0, path.lower().endswith(".gz")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            # memory-mapped where astropy can (not gzip): a frame is converted to float32 straight from
-            # the page cache instead of being read into a buffer first
-            hdul = fits.open(path, memmap=not path.lower().endswith(".gz"), lazy_load_hdus=True)
-            with hdul:
+            raw = BoundedReader(path, HEADER_BYTES if gzipped else 2 ** 62)
+            if gzipped and (why := gzip_primary_problem(raw, size, limits)):
+                raw.close()
+                yield Problem(path, "0", -1, why)
+                return
+            hdul = fits.open(raw, memmap=False, lazy_load_hdus=True)
+            with raw, hdul:
                 for i, hdu in enumerate(hdul):
+                    # limits from the headers alone, before any data is read or inflated; a limit hit ends
+                    # the file (the next HDU of a .gz is only reached by inflating this one's data)
+                    end, why = _declared_problem(hdul, i, hdu, size, gzipped, limits)
+                    if why:
+                        yield Problem(path, str(i), -1, why)
+                        return
+                    raw.limit = end + HEADER_BYTES  # astropy may read the next header, nothing further
                     if not _is_image(hdu):
                         continue
                     key = str(i)
@@ -78,20 +78,57 @@ def read_fits(path: str, chunk_frames: int = 64) -> Iterator[Record]:
                     if len(shape) not in (2, 3):
                         yield Problem(path, key, -1, f"HDU {i} has {len(shape)}-D data {shape}, need 2-D or 3-D")
                         continue
-                    compressed = isinstance(hdu, fits.CompImageHDU) or path.lower().endswith(".gz")
-                    if not compressed and hdu.size > size:  # size: data bytes the header declares
+                    if not (gzipped or isinstance(hdu, fits.CompImageHDU)) and hdu.size > size:
                         yield Problem(path, key, -1, f"truncated: HDU {i} declares {hdu.size} data "
                                                      f"bytes but the file has {size}")
                         continue
-                    header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
-                    planes = shape[0] if len(shape) == 3 else 1
-                    for start in range(0, planes, chunk_frames):
-                        block = (hdu.section[start:start + chunk_frames] if len(shape) == 3
-                                 else _data(hdu, path, i)[None])
-                        block = float_frames(block)
-                        yield Block(path, key, start, block, np.full(len(block), -1), header)
+                    if why := frame_problem(*shape[-2:], limits, f"HDU {i}"):
+                        yield Problem(path, key, -1, why)
+                        return
+                    yield from _blocks(path, i, hdu, frames_per_read(shape[-1] * shape[-2], chunk_frames, limits))
     except Exception as exc:  # noqa: BLE001 - quarantine anything astropy cannot read
         yield Problem(path, "", -1, f"unreadable FITS: {one_line(exc)}")
         return
     if images == 0:
         yield Problem(path, "", -1, "no image data (header only or table HDUs only)")
+
+
+def _open_problem(path: str) -> tuple[int, str | None]:
+    """(size, why it cannot be read): not a regular file (a FIFO would block open() forever), a broken
+    link, a vanished file, one without read permission, an empty one."""
+    if why := regular_file_problem(path):
+        return 0, why
+    try:
+        size = os.path.getsize(path)
+        open(path, "rb").close()
+    except OSError as exc:
+        return 0, f"cannot open: {exc.strerror or one_line(exc)}"
+    return size, None if size else "empty file (0 bytes)"
+
+
+def _declared_problem(hdul, i: int, hdu, size: int, gzipped: bool, limits: Limits) -> tuple[int, str | None]:
+    """(where HDU ``i`` ends in the file, why the bytes declared so far are refused), from headers alone."""
+    info = hdul.fileinfo(i)
+    end = info["datLoc"] + info["datSpan"]
+    why = bytes_problem(end, size, limits, f"up to HDU {i}, the file") if gzipped else None
+    if not why and isinstance(hdu, fits.CompImageHDU):
+        why = bytes_problem(hdu.size, size, limits, f"HDU {i}")
+    return end, why
+
+
+def _blocks(path: str, i: int, hdu, step: int) -> Iterator[Record]:
+    """The frames of image HDU ``i``, ``step`` planes at a time (a 2-D image is one block)."""
+    key, shape = str(i), hdu.shape
+    header = {c: hdu.header[c] for c in HEADER_CARDS if c in hdu.header}
+    wcs, wcs_problem = capture(hdu.header, *shape[-2:])
+    for start in range(0, shape[0] if len(shape) == 3 else 1, step):
+        try:
+            block = hdu.section[start:start + step] if len(shape) == 3 else hdu.data[None]
+        except (ValueError, IndexError, TypeError) as exc:
+            if not isinstance(hdu, fits.CompImageHDU):
+                raise
+            yield Problem(path, key, -1, f"HDU {i}: compressed tile data missing or truncated for its declared "
+                                         f"{shape} image ({one_line(exc)})")
+            return
+        block = float_frames(block)
+        yield Block(path, key, start, block, np.full(len(block), -1), header, wcs, wcs_problem)

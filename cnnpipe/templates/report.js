@@ -29,12 +29,17 @@
     th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
   }
 
+  function rowText(row) {  // what the filter searches: every cell but the mark buttons
+    return Array.prototype.filter.call(row.cells, function (c) { return !c.classList.contains("mark"); })
+      .map(function (c) { return c.textContent; }).join(" ").toLowerCase();
+  }
+
   function applyFilter(input) {
     var table = document.getElementById(input.getAttribute("data-filter-for"));
     var terms = input.value.toLowerCase().split(/\s+/).filter(Boolean);
     var shown = 0;
     Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
-      if (row._text === undefined) row._text = row.textContent.toLowerCase();
+      if (row._text === undefined) row._text = rowText(row);
       var ok = terms.every(function (t) { return row._text.indexOf(t) !== -1; });
       row.hidden = !ok;
       if (ok) shown += 1;
@@ -53,4 +58,73 @@
     input.addEventListener("input", function () { applyFilter(input); });
     applyFilter(input);
   });
+
+  // Labels: cards and ranked rows carry data-source/-key/-index; their mark buttons set a label
+  // (interesting | boring; a second click clears it). The bar downloads every label as labels.csv in the
+  // workflow's format (source,key,index,label): the labels the run started from (config/labels.csv, also
+  // rows this page does not show) with the marks made here applied.
+  var bar = document.getElementById("labelbar");
+  var labels = new Map();  // id -> {source, key, index, label}, in first-seen order
+  function ident(source, key, index) { return JSON.stringify([String(source), String(key), String(index)]); }
+  JSON.parse(bar.getAttribute("data-labels") || "[]").forEach(function (r) {
+    labels.set(ident(r[0], r[1], r[2]), { source: String(r[0]), key: String(r[1]), index: String(r[2]), label: r[3] });
+  });
+  var initial = new Map(Array.from(labels, function (kv) { return [kv[0], kv[1].label]; }));
+
+  function elementId(el) {
+    return ident(el.getAttribute("data-source"), el.getAttribute("data-key"), el.getAttribute("data-index"));
+  }
+
+  function show() {
+    document.querySelectorAll("[data-source][data-index]").forEach(function (el) {
+      var entry = labels.get(elementId(el));
+      var label = entry ? entry.label : "";
+      el.setAttribute("data-label", label);
+      el.querySelectorAll("button[data-mark]").forEach(function (b) {
+        b.setAttribute("aria-pressed", String(b.getAttribute("data-mark") === label));
+      });
+      var text = el.querySelector("[data-label-text]");
+      if (text) {
+        text.textContent = label;
+        if (text.classList.contains("badge")) text.className = "badge " + label;
+      }
+      el._text = undefined;  // the filter's cached text
+    });
+    var changed = 0;
+    labels.forEach(function (v, k) { if (initial.get(k) !== v.label) changed += 1; });
+    initial.forEach(function (v, k) { if (!labels.has(k)) changed += 1; });
+    document.getElementById("label-count").textContent = labels.size;
+    document.getElementById("label-changed").textContent = changed;
+  }
+
+  document.addEventListener("click", function (ev) {
+    var button = ev.target.closest ? ev.target.closest("button[data-mark]") : null;
+    if (!button) return;
+    var el = button.closest("[data-source][data-index]");
+    var id = elementId(el), mark = button.getAttribute("data-mark");
+    var entry = labels.get(id);
+    if (entry && entry.label === mark) labels.delete(id);
+    else labels.set(id, { source: el.getAttribute("data-source"), key: el.getAttribute("data-key"),
+                          index: el.getAttribute("data-index"), label: mark });
+    show();
+  });
+
+  function csvField(v) {  // RFC 4180: quote fields holding a comma, quote, line break or edge space
+    v = String(v);
+    return /[",\r\n]|^\s|\s$/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v;
+  }
+
+  document.getElementById("labels-download").addEventListener("click", function () {
+    var lines = ["source,key,index,label"];
+    labels.forEach(function (v) { lines.push([v.source, v.key, v.index, v.label].map(csvField).join(",")); });
+    var url = URL.createObjectURL(new Blob([lines.join("\n") + "\n"], { type: "text/csv" }));
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = "labels.csv";
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () { URL.revokeObjectURL(url); }, 1000);
+  });
+  show();
 })();

@@ -6,10 +6,14 @@ from cnnpipe.components import models_needed
 from cnnpipe.readers import resolve_inputs
 
 SHARDS = list(range(config["ingest"]["n_shards"]))
+LABELS = config["score"]["labels"]  # human labels: read by rank and shown (and kept) by the report
 # The CNN is trained (and scored) only when a score component computed from it has a weight above 0
 # (score.weights.cnn, 0 by default): its rule is then not part of the run.
 TRAIN_CNN = "cnn" in models_needed(config["score"]["weights"])
 DEMO_DIR = "results/demo"
+# folders this workflow writes: never read as inputs (`inputs: ["."]` must not re-ingest the shards),
+# except the demo data it makes for itself
+OWN_OUTPUTS = ["results", "logs", ".snakemake"]
 
 
 def settings(*keys):
@@ -46,7 +50,7 @@ def inputs_digest(wildcards):
         h = hashlib.sha256()
         # the demo's files are made by this workflow (tracked through its truth.csv), so leave them out:
         # they do not exist yet when the first run plans its jobs
-        for path, problem in resolve_inputs([p for p in config["inputs"] if not in_demo(p)]):
+        for path, problem in resolve_inputs([p for p in config["inputs"] if not in_demo(p)], OWN_OUTPUTS, [DEMO_DIR]):
             st = os.stat(path) if not problem and os.path.exists(path) else None
             line = f"{path}\0{problem}\0{st and st.st_size}\0{st and st.st_mtime_ns}\n"
             h.update(line.encode("utf-8", "surrogateescape"))  # non-UTF-8 file names

@@ -11,12 +11,14 @@ rule ingest:
     params:
         settings=settings("inputs", "ingest"),
         inputs_digest=inputs_digest,
+        exclude=OWN_OUTPUTS,
+        keep=DEMO_DIR,
     resources:
         mem_mb=2000,
         runtime=30,
     shell:
         "cnnpipe ingest --settings {params.settings:q} --shard {wildcards.shard} "
-        "--out {output.shard} --manifest {output.manifest} 2> {log}"
+        "--out {output.shard} --manifest {output.manifest} --exclude {params.exclude} --keep {params.keep} 2> {log}"
 
 
 rule manifest:

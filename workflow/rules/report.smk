@@ -9,6 +9,8 @@ rule report:
         vae_metrics=rules.train_vae.output.metrics,
         samples=rules.generate.output.samples,
         interpolation=rules.generate.output.interpolation,
+        frame_maps=rules.frame_maps.output.maps,
+        labels=[LABELS] if os.path.exists(LABELS) else [],
     output:
         html=report(
             "results/report/index.html",
@@ -34,6 +36,7 @@ rule report:
         settings=settings(*config),
         benchmarks="results/benchmarks",  # every rule's benchmark file: the page's run time per step
         cnn_metrics=lambda wildcards, input: f"--cnn-metrics {input.cnn_metrics}" if TRAIN_CNN else "",
+        labels=f"--labels {LABELS}" if os.path.exists(LABELS) else "",
     threads: 1
     resources:
         mem_mb=2000,
@@ -42,4 +45,5 @@ rule report:
         "cnnpipe report --settings {params.settings:q} --anomalies {input.anomalies} --by-frame {input.by_frame} "
         "--gallery {input.gallery} --latent-map {input.latent_map} --manifest {input.manifest} "
         "{params.cnn_metrics} --vae-metrics {input.vae_metrics} --samples {input.samples} "
-        "--interpolation {input.interpolation} --benchmarks {params.benchmarks} --out {output.html} 2> {log}"
+        "--interpolation {input.interpolation} --benchmarks {params.benchmarks} "
+        "--frame-maps {input.frame_maps} {params.labels} --out {output.html} 2> {log}"

@@ -1,6 +1,3 @@
-LABELS = config["score"]["labels"]
-
-
 rule corner_reference:
     input:
         frames=expand(rules.ingest.output.shard, shard=SHARDS),
@@ -53,6 +50,7 @@ rule score:
 rule rank:
     input:
         scores=expand(rules.score.output.scores, shard=SHARDS),
+        manifest=rules.manifest.output.manifest,
         vae=rules.train_vae.output.model,
         reference=rules.corner_reference.output.reference,
         frames=expand(rules.ingest.output.shard, shard=SHARDS),
@@ -76,6 +74,6 @@ rule rank:
         runtime=30,
     shell:
         "cnnpipe rank --settings {params.settings:q} --threads {threads} {input.scores} {params.labels} "
-        "--vae {input.vae} --reference {input.reference} --frames {input.frames} --features {input.features} "
-        "--anomalies {output.anomalies} --by-frame {output.by_frame} "
+        "--manifest {input.manifest} --vae {input.vae} --reference {input.reference} --frames {input.frames} "
+        "--features {input.features} --anomalies {output.anomalies} --by-frame {output.by_frame} "
         "--latent-map {output.latent_map} --gallery {output.gallery} 2> {log}"

@@ -1,0 +1,184 @@
+"""The detection suite's generators, files, split and metrics do what benchmarks/suite/ says they do.
+
+These test the benchmark's claims (a trail frame has a line of raised pixels at the stated angle, a dead
+column reads bias only, the truth table matches the files, dev and held-out are disjoint), not cnnpipe.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from benchmarks.suite import digits, metrics, sky_m13, sky_ngc1316, split, tracks_helix, tracks_strips  # noqa: E402
+from benchmarks.suite.files import read_frames, write_fits_folder, write_hdf5  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def m13():
+    return sky_m13.generate(150, 0.2, seed=7)
+
+
+def _of(truth, cls):
+    rows = truth[truth.cls == cls]
+    assert len(rows), f"no {cls} frame drawn"
+    return rows
+
+
+def _line_median(img, point, angle_deg):
+    """Median of the pixels nearest to the line through ``point`` (row, col) at ``angle_deg``."""
+    t = np.deg2rad(angle_deg)
+    s = np.arange(-100, 100, 0.5)
+    rows, cols = np.rint(point[0] - s * np.sin(t)).astype(int), np.rint(point[1] + s * np.cos(t)).astype(int)
+    inside = (rows >= 0) & (rows < img.shape[0]) & (cols >= 0) & (cols < img.shape[1])
+    return float(np.median(img[rows[inside], cols[inside]]))
+
+
+def test_m13_truth_counts_and_classes(m13):
+    frames, truth = m13
+    assert frames.shape == (150, 64, 64) and len(truth) == 150
+    assert truth.label.sum() == 30 == (truth.cls != "normal").sum()
+    assert set(truth.cls) - {"normal"} == set(sky_m13.CLASSES)
+
+
+def test_m13_trail_is_a_raised_line_along_the_stated_angle(m13):
+    frames, truth = m13
+    sig_adu = sky_m13.sky_sigma() / sky_m13.GAIN
+    for _, row in _of(truth, "satellite_trail").iterrows():
+        d = json.loads(row.detail)
+        img = frames[row.frame]
+        peak_adu = d["peak_sigma"] * sig_adu
+        along = _line_median(img, d["point"], d["angle"]) - np.median(img)
+        across = _line_median(img, d["point"], d["angle"] + 90) - np.median(img)
+        assert along > 0.5 * peak_adu - 2 * sig_adu, (d, along)
+        assert across < along - 0.3 * peak_adu + 2 * sig_adu, (d, along, across)
+
+
+def test_m13_dead_column_reads_bias_far_below_the_median(m13):
+    frames, truth = m13
+    sig_adu = sky_m13.sky_sigma() / sky_m13.GAIN
+    for _, row in _of(truth, "dead_column").iterrows():
+        img = frames[row.frame]
+        col = img[:, json.loads(row.detail)["col"]]
+        assert np.median(col) < np.median(img) - 10 * sig_adu
+        assert abs(np.median(col) - sky_m13.BIAS_ADU) < 3 * sky_m13.READ_NOISE_E / sky_m13.GAIN
+    col = np.median(frames[truth.cls == "normal"], axis=1)                  # (frames, columns)
+    drop = col[:, 1:-1] - (col[:, :-2] + col[:, 2:]) / 2                     # against its neighbours
+    assert drop.min() > -5 * sig_adu        # no normal frame has a dead column
+
+
+def test_m13_flat_field_has_no_stars_and_a_high_level(m13):
+    from scipy import ndimage
+
+    frames, truth = m13
+    normal_median = np.median(frames[truth.cls == "normal"])
+    for f in _of(truth, "flat_field").frame:
+        img = frames[f].astype(np.float64)
+        assert np.median(img) > normal_median + 1000
+        photon_adu = np.sqrt((np.median(img) - sky_m13.BIAS_ADU) * sky_m13.GAIN) / sky_m13.GAIN
+        assert np.abs(img - ndimage.uniform_filter(img, 9)).max() < 6 * photon_adu      # nothing but noise
+
+
+def test_m13_bleed_saturates_a_column_run(m13):
+    frames, truth = m13
+    for _, row in _of(truth, "saturation_bleed").iterrows():
+        d = json.loads(row.detail)
+        sat = (sky_m13.BIAS_ADU + sky_m13.FULL_WELL_E / sky_m13.GAIN) * 0.95
+        run = frames[row.frame][:, d["col"]] > sat
+        assert run.sum() >= 5                       # a vertical run of saturated pixels
+        assert (frames[truth.cls == "normal"] > sat).sum() == 0
+
+
+def test_ngc1316_hot_column_and_other_instrument():
+    frames, truth = sky_ngc1316.generate(150, 0.2, seed=3)
+    sig = sky_ngc1316.frame_sigma()
+    for _, row in _of(truth, "hot_column").iterrows():
+        d = json.loads(row.detail)
+        img = frames[row.frame]
+        raised = np.median(img[: d["to_row"], d["col"]]) - np.median(img[: d["to_row"]])
+        assert raised > 2 * sig
+    other = frames[_of(truth, "other_instrument").frame]
+    assert np.all(np.abs(np.median(other, axis=(1, 2)) - 3204) < 100)      # the Apogee frame's own level
+    assert np.abs(np.median(frames[truth.cls == "normal"], axis=(1, 2))).max() < 400
+
+
+def test_strips_dead_channels_and_pileup():
+    frames, truth = tracks_strips.generate(150, 0.2, seed=3)
+    assert np.all(frames[:, :, list(tracks_strips.DEAD_COLUMNS)] == 0)
+    assert np.all((frames == 0) | (frames >= tracks_strips.THRESHOLD))        # zero suppression
+    hits = (frames > 0).sum(axis=(1, 2))
+    assert hits[_of(truth, "pileup").frame].min() > np.median(hits[truth.cls == "normal"]) * 2
+
+
+def test_strips_stub_charge_rises_towards_its_end():
+    img = np.zeros((48, 48))
+    tracks_strips.segment(img, 24, 5, 24, 40, np.random.default_rng(0), bragg=True)
+    row = img[24]
+    assert row[30:40].mean() > 2 * row[5:15].mean()
+
+
+def test_helix_tracks_start_at_the_vertex_and_anomalies_add_structure():
+    frames, truth = tracks_helix.generate(150, 0.2, seed=3)
+    normal = frames[truth.cls == "normal"]
+    centre = normal[:, 29:35, 29:35].sum(axis=(1, 2))
+    assert np.median(centre) > 2                    # 2-7 tracks leave charge around the beam spot
+    for _, row in _of(truth, "two_prong").iterrows():
+        d = json.loads(row.detail)
+        assert 8 <= np.hypot(*np.subtract(d["decay_vertex"], d["vertex"])) <= 20     # flight of the neutral
+    charge = frames.sum(axis=(1, 2))
+    for cls in ("shower", "pileup"):
+        assert np.median(charge[_of(truth, cls).frame]) > np.median(charge[truth.cls == "normal"])
+
+
+def test_files_round_trip_and_truth_ids(tmp_path):
+    frames, truth = tracks_strips.generate(20, 0.2, seed=1)
+    t_h5 = write_hdf5(tmp_path, "data/events.h5", frames, truth)
+    np.testing.assert_array_equal(read_frames(tmp_path, t_h5), frames)
+    assert set(t_h5.key) == {"/events"} and list(t_h5.frame) == list(range(20))
+    t_fits = write_fits_folder(tmp_path, "data/sky", frames, truth)
+    assert len(list((tmp_path / "data" / "sky").glob("*.fits"))) == 20 == len(t_fits)
+    np.testing.assert_array_equal(read_frames(tmp_path, t_fits), frames)
+    assert t_fits.label.sum() == t_h5.label.sum() == 5      # 20 x 0.2 = 4, but at least one per class (5)
+
+
+def test_split_is_disjoint_and_held_out_families_have_no_dev_run():
+    split.check_disjoint()
+    dev = {(r.family, r.seed) for r in split.RUNS if r.split == split.DEV}
+    held = {(r.family, r.seed) for r in split.RUNS if r.split == split.HELD_OUT}
+    assert dev.isdisjoint(held) and len(held) >= 5
+    assert {"sky_ngc1316", "tracks_strips"} <= {f for f, _ in held} - {f for f, _ in dev}
+    with pytest.raises(ValueError):
+        split.check_disjoint([split.Run("sky_m13", 1, split.DEV), split.Run("sky_m13", 1, split.HELD_OUT)])
+    a, b = digits.half_indices(0), digits.half_indices(1)
+    assert len(np.intersect1d(a, b)) == 0 and len(a) + len(b) == 1797
+
+
+def test_digits_protocols():
+    images, truth = digits.one_vs_rest(3, half=1, seed=0)
+    odd = truth[truth.label == 1]
+    assert sorted(odd.cls) == [f"digit_{d}" for d in range(10) if d != 3]
+    used = [json.loads(d)["image"] for d in truth.detail]
+    assert set(used) <= set(digits.half_indices(1))
+    images, truth = digits.six_vs_nine(half=0, seed=0)
+    assert set(truth.cls[truth.label == 1]) == {"digit_9"}
+    assert 0.02 < truth.label.mean() < 0.04
+    up = digits.upsample(images[:2])
+    assert up.shape == (2, digits.UPSAMPLE, digits.UPSAMPLE) and 0 <= up.min() and up.max() <= 1
+
+
+def test_metrics_on_a_hand_example():
+    score = np.array([0.9, 0.8, 0.7, 0.1, 0.05, 0.6])
+    cls = np.array(["a", "normal", "b", "normal", "b", "normal"])
+    m = metrics.evaluate(score, cls)
+    # anomalies at ranks 1, 3, 6 (scores 0.9, 0.7, 0.05): AP = (1/1 + 2/3 + 3/6) / 3
+    assert m["ap"] == pytest.approx((1 + 2 / 3 + 3 / 6) / 3)
+    # 9 (anomaly, normal) pairs; 0.9 beats 3, 0.7 beats 2 (0.1, 0.6), 0.05 beats 0 -> 5/9
+    assert m["auroc"] == pytest.approx(5 / 9)
+    # k = 3 -> top 6 holds everything; with factor 1 (top 3): a in, one b of two
+    assert m["recall"] == {"a": 1.0, "b": 1.0}
+    assert metrics.recall_in_top(score, cls, factor=1) == {"a": 1.0, "b": 0.5}
