@@ -22,7 +22,7 @@ import torch
 from common import best_of, interleaved, report
 from train import write_shard
 from cnnpipe import components
-from cnnpipe.augment import allowed_transforms, apply
+from cnnpipe.augment import apply, pretext_transforms
 from cnnpipe.config import parse
 from cnnpipe.corners import shi_tomasi, write_reference
 from cnnpipe.tables import read_manifest as read_csv
@@ -41,7 +41,8 @@ def main() -> None:
     cfg = parse({"device": "cpu"})
     shape = (cfg.channels, cfg.feature_size, cfg.feature_size)
     x = np.random.default_rng(0).random((a.samples, *shape), dtype=np.float32)
-    transforms = allowed_transforms(cfg.augment)
+    # the CNN has a task only on data with an orientation: time it with every symmetry off (8 pretext classes)
+    transforms = pretext_transforms(parse({"augment": {"hflip": False, "vflip": False, "rot90": False}}).augment)
     torch.manual_seed(0)
     vae = build(model_config(cfg, "vae", shape)).eval()
     cnn = build(model_config(cfg, "cnn", shape, n_classes=len(transforms))).eval()

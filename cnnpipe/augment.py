@@ -56,6 +56,61 @@ def allowed_transforms(aug: Augment) -> list[Transform]:
     return [Transform(d.k, d.flip, dy, dx) for d in dihedral(aug) for dy, dx in shifts]
 
 
+_PROBE = torch.arange(9.0).reshape(3, 3)   # no symmetry: each orientation change gives a different array
+ORIENTATIONS = [Transform(k, f) for f in (False, True) for k in range(4)]
+
+
+def _key(x: torch.Tensor) -> tuple:
+    return tuple(x.flatten().tolist())
+
+
+def symmetry_group(aug: Augment) -> list[Transform]:
+    """Every orientation change the allowed ones generate (hflip and vflip together give the 180-degree
+    turn): the group the data is declared invariant under."""
+    gens = dihedral(aug)
+    seen = {_key(_PROBE): IDENTITY}
+    frontier = [IDENTITY]
+    while frontier:
+        nxt = []
+        for h in frontier:
+            for g in gens:
+                y = apply(apply(_PROBE, h), g)
+                t = next(o for o in ORIENTATIONS if _key(apply(_PROBE, o)) == _key(y))
+                if _key(y) not in seen:
+                    seen[_key(y)] = t
+                    nxt.append(t)
+        frontier = nxt
+    return list(seen.values())
+
+
+def pretext_transforms(aug: Augment) -> list[Transform]:
+    """The classes of the self-supervised transform-prediction task (Golan & El-Yaniv 2018): one orientation
+    change per coset of the symmetry group, identity first.
+
+    Only a transform the data is *not* invariant under can be recognised (predicting an allowed symmetry is
+    at chance by construction), so two changes that differ by a symmetry are one class. With every symmetry
+    off these are the 8 dihedral elements (a 9 is then recognised as a turned 6); with both flips (and so the
+    180-degree turn) allowed, the identity and the quarter turn; with ``rot90`` allowed, nothing is left to
+    predict (an empty list: no self-supervised CNN for isotropic data).
+    """
+    group = symmetry_group(aug)
+    classes: list[Transform] = []
+    cosets: set[frozenset] = set()
+    for g in ORIENTATIONS:
+        coset = frozenset(_key(apply(apply(_PROBE, h), g)) for h in group)
+        if coset not in cosets:
+            cosets.add(coset)
+            classes.append(g)
+    return classes if len(classes) > 1 else []
+
+
+def cnn_has_task(augment: Augment | dict, labels_csv: str | None) -> bool:
+    """Whether the CNN can learn anything: labels to classify, or an orientation change the data is declared
+    not invariant under (``augment``: the config's section; with rot90 and a flip allowed there is none)."""
+    aug = augment if isinstance(augment, Augment) else Augment(**augment)
+    return bool(labels_csv) or bool(pretext_transforms(aug))
+
+
 def apply(x: torch.Tensor, t: Transform) -> torch.Tensor:
     """Apply one transform to a batch ``(..., H, W)``; rotations by 90/270 need square frames."""
     if t.flip:

@@ -166,7 +166,12 @@ class Score:
     weights: dict[str, float]
     ensemble: str
     power: float
+    tail_top: int
+    tail_quantile: float
     corner_sigma: float
+    patch_size: int
+    patch_stride: int
+    patch_bank: int
     line_angles: int
     top_fraction: float
     min_population: int

@@ -25,6 +25,7 @@ from .augment import apply, dihedral
 from .config import Augment
 from .errors import UserError
 from .filters import fill_masked, sobel
+from .patches import PatchBank
 from .population import population
 from .shards import iter_batches, shard_number
 
@@ -118,12 +119,18 @@ def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma
     return names, np.maximum(maps, floor), counts
 
 
-def write_reference(path: str | Path, names: list[str], maps: np.ndarray, counts: np.ndarray, sigma: float) -> None:
+def write_reference(path: str | Path, names: list[str], maps: np.ndarray, counts: np.ndarray, sigma: float,
+                    bank: tuple[np.ndarray, np.ndarray, float, int, int] | None = None) -> None:
+    """The corner maps and, when given, the patch bank (patches, owners, eps, patch size, stride) of
+    :mod:`cnnpipe.patches`: both are fitted on the whole run."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         f.create_dataset("population", data=names, dtype=h5py.string_dtype())
         f["corner"] = maps.astype(np.float32)
         f["frames"] = counts.astype(np.int64)
         f.attrs["sigma"] = sigma
+        if bank is not None:
+            f["patch_bank"], f["patch_owner"] = bank[0], bank[1]
+            f.attrs["patch_eps"], f.attrs["patch_size"], f.attrs["patch_stride"] = bank[2:]
 
 
 def read_reference(path: str | Path) -> tuple[list[str], np.ndarray, float]:
@@ -139,6 +146,8 @@ class Reference:
         names, maps, self.sigma = read_reference(path)
         self.path, self.index = path, {n: i for i, n in enumerate(names)}
         self.maps = torch.from_numpy(maps).to(device)
+        with h5py.File(path, "r") as f:
+            self.bank = PatchBank(f, device) if "patch_bank" in f else None
 
     def codes(self, populations: Iterable[str]) -> torch.Tensor:
         """Row of :attr:`maps` for each population; one the reference lacks is a one-line error."""

@@ -43,10 +43,60 @@ def robust_z(values: np.ndarray, clip: float = 50.0) -> np.ndarray:
     return np.clip(z, 0.0, clip)
 
 
+def pareto_shape(ratio: float, r1: float, r2: float) -> float:
+    """Shape ``xi`` of a generalised Pareto whose excess quantiles at tail probabilities ``r1 > r2`` are in
+    ``ratio`` = y(r2) / y(r1), with y(r) = sigma (r^-xi - 1) / xi; clipped to [0, 0.95] (bisection)."""
+    def f(xi: float) -> float:
+        return np.log(r2) / np.log(r1) if xi == 0 else (r2 ** -xi - 1) / (r1 ** -xi - 1)
+    lo, hi = 0.0, 0.95
+    if ratio <= f(lo):
+        return lo
+    if ratio >= f(hi):
+        return hi
+    for _ in range(50):
+        mid = (lo + hi) / 2
+        lo, hi = (mid, hi) if f(mid) < ratio else (lo, mid)
+    return (lo + hi) / 2
+
+
+def tail_surprise(values: np.ndarray, quantile: float = 0.9, cap: float = 50.0) -> np.ndarray:
+    """``-log p`` with ``p`` the probability of a value at least this high in its own population: the
+    empirical fraction up to the ``quantile``, beyond it a generalised Pareto tail (clipped to at most
+    ``cap``), so the most extreme frame is not capped at ``1/n``.
+
+    The tail is fitted to the bulk, not to the extremes (which are where the anomalies are): its threshold
+    is the median and its shape and scale come from the upper quartile and the ``quantile`` (the shape
+    clipped to [0, 0.95]: a light tail is treated as exponential, a heavy one, like the sharpest stars of busy
+    star fields, keeps its weight). Every component is put on this one scale: a component whose normal
+    frames have a long tail earns little for its usual extremes, a nearly constant one earns a lot for a
+    rare departure (a component constant on most frames: ``cap`` for any value above that constant).
+    """
+    v = np.asarray(values, np.float64)
+    n = len(v)
+    if n == 0:
+        return v
+    p = (n - pd.Series(v).rank(method="min").to_numpy() + 1) / n      # fraction of values >= each
+    u, q1, q2 = np.quantile(v, [0.5, 0.75, quantile])
+    hi = v > q2
+    y1, y2 = q1 - u, q2 - u
+    r1, r2 = 0.5, (1 - quantile) / 0.5       # tail probabilities of q1, q2 beyond the median
+    if y2 <= 0:
+        p[hi] = 0.0
+    else:
+        xi = pareto_shape(y2 / y1, r1, r2) if y1 > 0 else 0.95
+        sigma = y2 * xi / (r2 ** -xi - 1) if xi > 0 else y2 / np.log(1 / r2)
+        y = (v[hi] - u) / sigma
+        p[hi] = 0.5 * (np.exp(-y) if xi == 0 else (1 + xi * y) ** (-1 / xi))
+    return np.minimum(-np.log(np.maximum(p, 1e-300)), cap)
+
+
 def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: float,
-             pooled: np.ndarray | None = None) -> np.ndarray:
+             pooled: np.ndarray | None = None, tail_top: int = 3, tail_quantile: float = 0.9) -> np.ndarray:
     """Combine the components, normalised within each population, into one score (higher = stranger).
 
+    ``tail``: each component as its weighted tail surprise (:func:`tail_surprise`), the frame's ``tail_top``
+    largest summed: one truly extreme component lifts a frame, a few moderately unusual ones together do
+    too, and no component's noise tail dominates (each is calibrated against its own population).
     ``robust_z``: weighted power mean ``(sum w z^p / sum w)^(1/p)`` of robust z-scores: an anomaly that is
     extreme in a single component (a cosmic ray in ``sobel_peak``, a NaN patch in ``masked``) still ranks
     high, which a plain mean of ranks would dilute. ``rank``: weighted mean of rank-normalised components.
@@ -58,6 +108,14 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     total = np.zeros(len(df))
     whole = "\0whole run"  # no population is named so (paths hold no NUL)
     groups = np.where(pooled, whole, population(df)) if pooled is not None else population(df)
+    if method == "tail":
+        s = np.zeros((len(df), len(used)))
+        for name, idx in df.groupby(groups).indices.items():
+            for j, (c, w) in enumerate(used.items()):
+                v = df[c].to_numpy(np.float64)
+                s[idx, j] = w * (tail_surprise(v, tail_quantile)[idx] if name == whole
+                                 else tail_surprise(v[idx], tail_quantile))
+        return -np.sort(-s, axis=1)[:, :tail_top].sum(axis=1)
     for name, idx in df.groupby(groups).indices.items():
         for c, w in used.items():
             v = df[c].to_numpy(np.float64)
@@ -112,14 +170,16 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     df = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)  # an empty shard's columns are untyped
     zcols = [c for c in df.columns if c.startswith("z") and c[1:].isdigit()]
     z = df[zcols].to_numpy(np.float64)
-    space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample)
+    mcols = [c for c in df.columns if c.startswith("m") and c[1:].isdigit()]
+    space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample, df[mcols].to_numpy(np.float64))
     for c in components.gathered(cfg.score.weights):
         df[c.name] = c.compute()(space)
     pooled, small = small_populations(df, cfg.score.min_population)
     for name, n in small.items():
         log.warning("population %s has %d frames (fewer than score.min_population = %d): scored against the "
                     "whole run", name, n, cfg.score.min_population)
-    df["score"] = ensemble(df, cfg.score.weights, cfg.score.ensemble, cfg.score.power, pooled)
+    s = cfg.score
+    df["score"] = ensemble(df, s.weights, s.ensemble, s.power, pooled, s.tail_top, s.tail_quantile)
     df["pooled"] = pooled
     adj, marks = label_adjustment(z, df, labels, cfg.score.label_neighbours)
     df["score"] += adj * (df.score.max() - df.score.min())

@@ -19,6 +19,8 @@ from .components.batch import ShardBatch
 from .components.vae import top_mean  # noqa: F401  (re-exported: part of the scoring API)
 from .corners import Reference
 from .pixel_outliers import STATS
+from .components.features import moments
+from .patches import owner_ids
 from .population import population
 from .shards import iter_batches
 
@@ -34,6 +36,7 @@ def batch_components(b: ShardBatch, comps: list[components.Component]) -> dict[s
     """Values of ``comps`` for one batch (float64, one per tile) and the latent means ``mu``."""
     out = {c.name: c.compute()(b) for c in comps}
     out["mu"] = b.vae_out()[1].float()
+    out["moments"] = moments(b.x)
     return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}
 
 
@@ -52,7 +55,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
                 line_angles: int = 64, batch: int = 256,
                 comps: list[components.Component] | None = None) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
-    latent columns z0..zD. ``reference``: the corner reference maps of every population; ``comps``: the
+    latent columns z0..zD and the tile statistics m0..m7 (:func:`~cnnpipe.components.features.moments`). ``reference``: the corner reference maps of every population; ``comps``: the
     components to compute (default: every per-shard one); the frames, the reference and the CNN are only
     read when one of them needs it (``cnn`` may then be None)."""
     comps = components.per_shard() if comps is None else comps
@@ -60,6 +63,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
     ref = Reference(reference, device) if "reference" in needs else None
     codes = ref.codes(population(rows)) if ref is not None else None
+    owners = torch.from_numpy(owner_ids(shard, rows["row"].to_numpy())).to(device)
     frames = iter_batches(frames_path, ["frames"], batch) if "frames" in needs else None
     parts, start = [], 0
     for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
@@ -67,6 +71,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
         fr = torch.from_numpy(next(frames)["frames"]).to(device) if frames is not None else None
         sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
+                        owners=owners[start:start + len(x)],
                         top_fraction=top_fraction, line_angles=line_angles)
         parts.append(batch_components(sb, comps))
         start += len(x)
@@ -79,7 +84,8 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     for c in comps:
         df[c.name] = comp[c.name].astype(np.float64)
     z = pd.DataFrame(comp["mu"], columns=[f"z{i}" for i in range(comp["mu"].shape[1])])
-    return pd.concat([df, z], axis=1)
+    m = pd.DataFrame(comp["moments"], columns=[f"m{i}" for i in range(comp["moments"].shape[1])])
+    return pd.concat([df, z, m], axis=1)
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:

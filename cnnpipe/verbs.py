@@ -86,6 +86,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_score(args) -> None:
+    from .augment import cnn_has_task
     from .checkpoint import load_model
     from .device import select
     from .score import score_shard, write_parquet
@@ -96,7 +97,10 @@ def cmd_score(args) -> None:
     comps = components.per_shard(cfg.score.weights)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
     cnn, cnn_meta = None, {}
-    if "cnn" in components.models_needed(cfg.score.weights):
+    if "cnn" not in components.models_needed(cfg.score.weights,
+                                             cnn_has_task(cfg.augment, cfg.train.cnn.labels_csv)):
+        comps = [c for c in comps if c.name != "cnn"]   # nothing for it to learn: no CNN was trained
+    else:
         if not args.cnn:
             raise UserError("score.weights turns the cnn component on: give the CNN checkpoint with --cnn")
         cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
@@ -108,15 +112,19 @@ def cmd_score(args) -> None:
 
 def cmd_reference(args) -> None:
     from .corners import reference_maps, write_reference
+    from .patches import sample_bank
     from .device import select
     from .tables import read_manifest
 
     cfg = _cfg(args)
     device = select(cfg.device, args.threads)
     a = cfg.augment
-    names, maps, counts = reference_maps(args.frames, read_manifest(args.manifest), cfg.score.corner_sigma,
+    manifest = read_manifest(args.manifest)
+    names, maps, counts = reference_maps(args.frames, manifest, cfg.score.corner_sigma,
                                          dict(hflip=a.hflip, vflip=a.vflip, rot90=a.rot90), device)
-    write_reference(args.out, names, maps, counts, cfg.score.corner_sigma)
+    s = cfg.score
+    bank = sample_bank(args.frames, manifest, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device)
+    write_reference(args.out, names, maps, counts, s.corner_sigma, (*bank, s.patch_size, s.patch_stride))
     log.info("corner reference of %d populations (%d frames) -> %s", len(names), counts.sum(), args.out)
 
 

@@ -163,6 +163,7 @@ def test_score_refuses_a_checkpoint_from_another_config(tmp_path, capsys):
     assert "retrain or restore the matching config" in line
     small["train"]["vae"]["latent_dim"] = 4  # the matching config gets past the VAE to the next check
     small["score"] = {"weights": {"recon": 1.0, "cnn": 1.0}}  # the CNN is read only when its component counts
+    small["augment"] = {"rot90": False}  # ... and it has a task (an orientation the data is not invariant under)
     assert main(["score", "--settings", json.dumps(small), "--shard", "0", "--features", "f.h5", "--frames", "g.h5",
                  "--reference", "r.h5", "--manifest", "m.csv", "--vae", str(vae), "--cnn", str(vae),
                  "--out", str(tmp_path / "s.pq")]) == 2

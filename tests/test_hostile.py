@@ -206,9 +206,9 @@ def test_config_refuses_silent_mistakes():
         with pytest.raises(config.ConfigError) as err:
             config.parse(raw)
         assert why in str(err.value) and "\n" not in str(err.value), (name, str(err.value))
-    merged = config.parse({"score": {"weights": {"cnn": 1}}}).score.weights
+    merged = config.parse({"score": {"weights": {"cnn": 0.25}}}).score.weights
     defaults = config.parse({}).score.weights
-    assert merged == {**defaults, "cnn": 1} and merged["recon"] == 1.0 and defaults["cnn"] == 0.0
+    assert merged == {**defaults, "cnn": 0.25} and merged["recon"] == 1.0 and defaults["cnn"] == 1.0
 
 
 def test_config_yaml_nan_is_refused_before_snakemake_plans(tmp_path):

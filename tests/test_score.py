@@ -124,8 +124,7 @@ def test_boring_label_sinks_the_top_frame_whatever_the_score_scale():
 def test_zero_weight_components_are_not_computed():
     from cnnpipe import components
 
-    w = config.parse({}).score.weights
-    assert w["cnn"] == 0 and w["kl"] == 0
+    w = {**config.parse({}).score.weights, "cnn": 0.0, "kl": 0.0}
     names = [c.name for c in components.active(w)]
     assert "cnn" not in names and "kl" not in names and "recon" in names
     assert components.models_needed(w) == {"vae"}

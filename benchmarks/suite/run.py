@@ -282,12 +282,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sets and short training (a smoke run)")
     ap.add_argument("--out", default=str(HERE.parent / "SUITE.md"))
     ap.add_argument("--keep", help="keep the run folders here instead of a temporary folder")
+    ap.add_argument("--weights", type=json.loads, default={},
+                    help='score.weights merged over the defaults, as JSON (e.g. \'{"kl": 0.01}\' to compute a '
+                         'component the defaults leave off, for its column in the kept results)')
     a = ap.parse_args()
+    workflow.WEIGHTS.update(a.weights)
     check_disjoint()
     runs = [r for r in RUNS if not a.sets or r.family in a.sets or r.name in a.sets]
     todo = jobs(runs, a.digits or DIGIT_PROTOCOLS)
     command = "python -m benchmarks.suite.run" + (" --quick" if a.quick else "") + (
-        f" --sets {' '.join(a.sets)}" if a.sets else "") + (f" --digits {' '.join(a.digits)}" if a.digits else "")
+        f" --sets {' '.join(a.sets)}" if a.sets else "") + (f" --digits {' '.join(a.digits)}" if a.digits else "") + (
+        f" --weights '{json.dumps(a.weights)}'" if a.weights else "")
     stamp = git_stamp()          # the code this run started with, not whatever is committed meanwhile
     t0 = time.perf_counter()
     results: dict[str, dict] = {}

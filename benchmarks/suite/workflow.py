@@ -25,10 +25,15 @@ ISOTROPIC = {"hflip": True, "vflip": True, "rot90": True, "translate": 0}
 DIGITS = {"hflip": False, "vflip": False, "rot90": False, "translate": 4}
 
 
+#: score.weights merged over cnnpipe's defaults in every run (``--weights``; empty = the defaults)
+WEIGHTS: dict[str, float] = {}
+
+
 def config(inputs: list[str], seed: int, side: int, augment: dict, quick: bool, shards: int = 2) -> dict:
     e = EPOCHS["quick" if quick else "full"]
-    return {"inputs": inputs, "seed": seed, "ingest": {"n_shards": shards, "tile_size": side}, "augment": augment,
-            "train": {"cnn": {"epochs": e["cnn"]}, "vae": {"epochs": e["vae"]}}}
+    cfg = {"inputs": inputs, "seed": seed, "ingest": {"n_shards": shards, "tile_size": side}, "augment": augment,
+           "train": {"cnn": {"epochs": e["cnn"]}, "vae": {"epochs": e["vae"]}}}
+    return {**cfg, "score": {"weights": dict(WEIGHTS)}} if WEIGHTS else cfg
 
 
 def run(workdir: Path, cfg: dict, timeout: int = 1800) -> tuple[bool, float, str]:

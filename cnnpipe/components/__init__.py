@@ -47,24 +47,31 @@ REGISTRY: list[Component] = [
               "each over its usual error (masked pixels ignored)", 1.0, ("vae",), "cnnpipe.components.vae:recon"),
     Component("recon_sobel", "VAE reconstruction error of the Sobel magnitude", 1.0, ("vae",),
               "cnnpipe.components.vae:recon_sobel"),
-    Component("kl", "KL divergence of the latent posterior from the prior", 0.0, ("vae",),
+    Component("kl", "KL divergence of the latent posterior from the prior", 1.0, ("vae",),
               "cnnpipe.components.vae:kl"),
     Component("masked", "fraction of masked (NaN, padding) pixels", 1.0, (), "cnnpipe.components.features:masked"),
-    Component("sobel_peak", "the strongest Sobel edge", 0.5, (), "cnnpipe.components.features:sobel_peak"),
+    Component("sobel_peak", "the strongest Sobel edge", 1.0, (), "cnnpipe.components.features:sobel_peak"),
     Component("sharpness", "brightest pixel above the median of its 8 neighbours, in noise units (cosmic-ray "
               "hits)", 1.0, (), "cnnpipe.components.features:sharpness"),
     Component("coldness", "darkest pixel below the frame's median level, in noise units (dead pixels, bad "
               "columns)", 1.0, (), "cnnpipe.components.features:coldness"),
     Component("corner", "strongest corner against the usual corner strength at that pixel in the population "
-              "(kinked tracks, displaced vertices)", 0.75, ("frames", "reference"),
+              "(kinked tracks, displaced vertices)", 1.0, ("frames", "reference"),
               "cnnpipe.components.shape:corner"),
     Component("line", "brightest straight line across the frame, background subtracted (the Radon "
-              "transform's maximum: satellite trails, straight cosmic rays)", 0.5, (),
+              "transform's maximum: satellite trails, straight cosmic rays)", 1.0, (),
               "cnnpipe.components.shape:line"),
-    Component("cnn", "CNN score: how unsure the CNN is which allowed transform was applied (self-supervised) "
-              "or of the class (supervised)", 0.0, ("cnn",), "cnnpipe.components.cnn:cnn"),
+    Component("patch_knn", "the most unusual small patch of the tile: distance of its contrast-normalised "
+              "pixels to the nearest patch of any other tile in a sample of the run's patches (a local defect "
+              "in an otherwise normal frame)", 1.0, ("frames", "reference"), "cnnpipe.components.shape:patch_knn"),
+    Component("cnn", "CNN score: how badly the CNN recognises which orientation change the data is not "
+              "invariant under was applied (self-supervised; trained only when augment leaves one, e.g. rot90 "
+              "off) or how unsure it is of the class (supervised)", 1.0, ("cnn",), "cnnpipe.components.cnn:cnn"),
     Component("latent_knn", "mean latent distance to the k nearest other ranked frames", 1.0, ("latents",),
               "cnnpipe.components.latent:latent_knn"),
+    Component("moments_knn", "mean distance to the k nearest other tiles in whole-tile statistics (brightness "
+              "distribution, bright fraction, edge content; robustly scaled): a frame unusual as a whole (a "
+              "pile-up, a flat field, another instrument)", 1.0, ("latents",), "cnnpipe.components.latent:moments_knn"),
     Component("mahalanobis", "Mahalanobis distance to the distribution of all ranked frames' latents", 1.0,
               ("latents",), "cnnpipe.components.latent:mahalanobis"),
 ]
@@ -100,7 +107,9 @@ def active(weights: dict[str, float] | None = None) -> list[Component]:
     return list(REGISTRY) if weights is None else [c for c in REGISTRY if weights.get(c.name, 0) > 0]
 
 
-def models_needed(weights: dict[str, float]) -> set[str]:
+def models_needed(weights: dict[str, float], cnn_task: bool = True) -> set[str]:
     """The models a run trains: the VAE always (its latents place every frame: latent map, labels, gallery),
-    the CNN only when an active component is computed from it."""
-    return {"vae"} | {n for c in active(weights) for n in c.needs if n in MODEL_NEEDS}
+    the CNN only when an active component is computed from it and it has something to learn (``cnn_task``:
+    labels, or an orientation the data is not invariant under; see :func:`cnnpipe.augment.cnn_has_task`)."""
+    needed = {"vae"} | {n for c in active(weights) for n in c.needs if n in MODEL_NEEDS}
+    return needed if cnn_task else needed - {"cnn"}

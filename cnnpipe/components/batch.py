@@ -25,6 +25,7 @@ class ShardBatch:
     frames: torch.Tensor | None = None
     reference: object | None = None   # cnnpipe.corners.Reference
     codes: torch.Tensor | None = None
+    owners: torch.Tensor | None = None   # each tile's id across the run (cnnpipe.patches.owner_ids)
     top_fraction: float = 0.03
     line_angles: int = 64
     _vae_out: tuple | None = None
@@ -42,8 +43,9 @@ class ShardBatch:
 
 @dataclass
 class LatentSpace:
-    """Every ranked tile's latent mean (N, D), in the order of the gathered table; ``k`` kNN neighbours,
-    sought among a sample of ``knn_sample`` tiles (0 = all)."""
+    """Every ranked tile's latent mean (N, D) and whole-tile statistics, in the order of the gathered table;
+    ``k`` kNN neighbours, sought among a sample of ``knn_sample`` tiles (0 = all)."""
     z: np.ndarray
     k: int
     knn_sample: int = 0
+    moments: np.ndarray | None = None     # (N, M) whole-tile statistics, same order

@@ -8,6 +8,17 @@ from .batch import ShardBatch
 from .vae import top_mean
 
 
+def moments(x: torch.Tensor) -> torch.Tensor:
+    """Whole-tile statistics of (N, C, H, W) feature maps, (N, 8): the intensity's mean, spread, median,
+    90th and 99th percentiles and bright fraction (> 0.5), the Sobel magnitude's mean and 99th percentile.
+    What a frame holds overall (how many tracks, how much sky, how flat): a pile-up, a flat field or a frame
+    from another instrument differs here while every local measure looks ordinary."""
+    i, s = x[:, 0].float().flatten(1), x[:, 1].float().flatten(1)
+    q = torch.quantile(i, torch.tensor([0.5, 0.9, 0.99], device=i.device), dim=1)
+    return torch.stack([i.mean(1), i.std(1), *q, (i > 0.5).float().mean(1), s.mean(1),
+                        torch.quantile(s, 0.99, dim=1)], dim=1)
+
+
 def masked(b: ShardBatch) -> torch.Tensor:
     return 1.0 - b.valid.float().mean(dim=(1, 2))
 

@@ -37,6 +37,17 @@ def mahalanobis_distance(z: np.ndarray) -> np.ndarray:
     return np.sqrt(lw.mahalanobis(z))
 
 
+def robust_scale(x: np.ndarray) -> np.ndarray:
+    """Each column centred on its median and divided by its interquartile range (1 where that is 0)."""
+    med = np.median(x, axis=0)
+    iqr = np.subtract(*np.percentile(x, [75, 25], axis=0))
+    return (x - med) / np.where(iqr > 0, iqr, 1.0)
+
+
+def moments_knn(s: LatentSpace) -> np.ndarray:
+    return knn_distance(robust_scale(s.moments), s.k, s.knn_sample)
+
+
 def latent_knn(s: LatentSpace) -> np.ndarray:
     return knn_distance(s.z, s.k, s.knn_sample)
 

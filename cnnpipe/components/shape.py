@@ -11,5 +11,11 @@ def corner(b: ShardBatch) -> torch.Tensor:
     return b.reference.ratio(b.frames, b.codes).amax(dim=(1, 2))
 
 
+def patch_knn(b: ShardBatch) -> torch.Tensor:
+    if b.reference.bank is None:
+        return torch.zeros(len(b.frames), device=b.frames.device)
+    return b.reference.bank.distance(b.frames, b.owners)
+
+
 def line(b: ShardBatch) -> torch.Tensor:
     return line_strength(b.x[:, 0].float(), b.line_angles)

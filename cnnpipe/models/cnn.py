@@ -11,7 +11,7 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from ..augment import Transform, allowed_transforms, apply, random_augment
+from ..augment import Transform, apply, pretext_transforms, random_augment
 from ..config import Config
 from ..errors import UserError
 
@@ -51,7 +51,7 @@ def transforms_of(meta: dict) -> list[Transform]:
 def cnn_score(model: CNN, x: torch.Tensor, meta: dict) -> torch.Tensor:
     """Per-sample anomaly score (N,), higher = more anomalous.
 
-    self-supervised: mean over the allowed transforms T_k of -log softmax(model(T_k x))[k] (how badly the
+    self-supervised: mean over the pretext transforms T_k of -log softmax(model(T_k x))[k] (how badly the
     network recognises which transform was applied; Golan & El-Yaniv 2018);
     supervised: -max softmax(model(x)) (low confidence in every known class).
     """
@@ -67,8 +67,9 @@ def cnn_score(model: CNN, x: torch.Tensor, meta: dict) -> torch.Tensor:
 
 class CNNObjective:
     """What training the CNN means: the labelled class (supervised, augmented) or, without labels, which
-    allowed transform was applied (self-supervised, Golan & El-Yaniv 2018: every frame under every
-    transform, labelled by the transform's index).
+    orientation change the data is *not* invariant under was applied (self-supervised, Golan & El-Yaniv
+    2018: every frame, after a random allowed symmetry, under every pretext transform, labelled by its index;
+    see :func:`cnnpipe.augment.pretext_transforms`).
 
     ``train_loss`` gives the loss of a training batch and its accuracy, ``val_batch`` the summed metrics of
     a validation batch, its sample count and its (true, predicted) pairs.
@@ -78,10 +79,11 @@ class CNNObjective:
     def __init__(self, cfg: Config, classes: list):
         self.augment = cfg.augment
         self.mode = "supervised" if classes else "self-supervised"
-        self.transforms = allowed_transforms(cfg.augment) if self.mode == "self-supervised" else []
-        if self.mode == "self-supervised" and len(self.transforms) < 2:
-            raise UserError("the self-supervised CNN needs at least one allowed transform besides identity: "
-                            "allow a flip, rot90 or translate > 0 in 'augment', or give labels")
+        self.transforms = pretext_transforms(cfg.augment) if self.mode == "self-supervised" else []
+        if self.mode == "self-supervised" and not self.transforms:
+            raise UserError("the self-supervised CNN predicts orientation changes the data is not invariant under, "
+                            "and 'augment' allows every one (rot90 and a flip): give labels (train.cnn.labels_csv) "
+                            "or set score.weights.cnn to 0")
         self.n_classes = len(classes) if classes else len(self.transforms)
         a = cfg.augment
         self.augments = a.hflip or a.vflip or a.rot90 or a.translate > 0
@@ -95,6 +97,8 @@ class CNNObjective:
             if self.augments:
                 x = random_augment(x, self.augment, gen)
         else:
+            if self.augments:
+                x = random_augment(x, self.augment, gen)
             x = torch.cat([apply(x, t) for t in self.transforms])
             y = torch.arange(len(self.transforms), device=x.device).repeat_interleave(b["x"].shape[0])
         logits = model(x)

@@ -2,14 +2,17 @@ import hashlib
 import json
 import os
 
+from cnnpipe.augment import cnn_has_task
 from cnnpipe.components import models_needed
 from cnnpipe.readers import resolve_inputs
 
 SHARDS = list(range(config["ingest"]["n_shards"]))
 LABELS = config["score"]["labels"]  # human labels: read by rank and shown (and kept) by the report
 # The CNN is trained (and scored) only when a score component computed from it has a weight above 0
-# (score.weights.cnn, 0 by default): its rule is then not part of the run.
-TRAIN_CNN = "cnn" in models_needed(config["score"]["weights"])
+# (score.weights.cnn) and it has a task: labels (train.cnn.labels_csv) or an orientation the data is not
+# invariant under (augment.rot90 off). Otherwise its rule is not part of the run.
+TRAIN_CNN = "cnn" in models_needed(config["score"]["weights"],
+                                   cnn_has_task(config["augment"], config["train"]["cnn"]["labels_csv"]))
 DEMO_DIR = "results/demo"
 # folders this workflow writes: never read as inputs (`inputs: ["."]` must not re-ingest the shards),
 # except the demo data it makes for itself

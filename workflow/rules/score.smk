@@ -35,7 +35,7 @@ rule score:
         "results/benchmarks/score/shard-{shard}.tsv"
     params:
         # train/ingest/preprocess: the model config a checkpoint must match (refused with one line otherwise)
-        settings=settings("device", "score", "train", "ingest", "preprocess"),
+        settings=settings("device", "score", "train", "ingest", "preprocess", "augment"),
         cnn=lambda wildcards, input: f"--cnn {input.cnn}" if TRAIN_CNN else "",
     threads: 1
     resources:

@@ -1,0 +1,95 @@
+"""Local anomaly density: every small patch of a tile against a memory bank of patches from the whole run
+(PatchCore / SPADE style, on the ingested pixels), so a small defect (a trail, a hit, a kink) counts in a
+tile that is otherwise normal.
+
+A patch is centred (its mean removed) and contrast-normalised, ``p / (|p| + eps)`` with ``eps`` the median
+norm of the bank's centred patches: shapes well above the noise are compared by form whatever their
+brightness (a faint trail and a bright one look alike, a cosmic ray differs from every star), noise patches
+shrink towards 0 and match each other. The bank is a uniform sample of the run's patches; a tile's own
+patches never count as its neighbours (``owner``), so an anomaly in the bank cannot match itself.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .shards import iter_batches, shard_number
+
+
+def patch_vectors(frames: torch.Tensor, size: int, stride: int) -> torch.Tensor:
+    """(N, H, W) tiles -> (N, P, size*size) centred patches (NaN as 0), P = patches per tile."""
+    x = torch.nan_to_num(frames.float(), nan=0.0)[:, None]
+    p = F.unfold(x, size, stride=stride).transpose(1, 2)
+    return p - p.mean(dim=-1, keepdim=True)
+
+
+def normalise(p: torch.Tensor, eps: float) -> torch.Tensor:
+    """Contrast normalisation ``p / (|p| + eps)`` of centred patches."""
+    return p / (p.norm(dim=-1, keepdim=True) + eps)
+
+
+def owner_ids(shard: int, rows: np.ndarray) -> np.ndarray:
+    """A tile's id across the run: shard and row in one int64."""
+    return (np.int64(shard) << 32) + rows.astype(np.int64)
+
+
+def sample_bank(frames_paths: list[str | Path], manifest: pd.DataFrame, size: int, stride: int, n: int,
+                seed: int, device: torch.device, batch: int = 256) -> tuple[np.ndarray, np.ndarray, float]:
+    """A uniform sample of ``n`` patches of every tile of the run (streamed shard by shard): the normalised
+    patches (M, size*size), each one's owner tile id and ``eps``."""
+    ok = manifest[manifest.status == "ok"]
+    rng = np.random.default_rng(seed)
+    raw, owners, total = [], [], 0
+    picked = None
+    for path in frames_paths:
+        shard = shard_number(path)
+        rows = ok[ok.shard == shard].sort_values("row")["row"].to_numpy()
+        start = 0
+        for b in iter_batches(path, ["frames"], batch):
+            p = patch_vectors(torch.from_numpy(b["frames"]).to(device), size, stride)
+            if picked is None:  # patches per tile are known once the first batch is cut
+                total = len(ok) * p.shape[1]
+                picked = np.sort(rng.choice(total, size=min(n, total), replace=False))
+            lo, hi = start * p.shape[1], (start + len(p)) * p.shape[1]
+            sel = picked[(picked >= lo) & (picked < hi)] - lo
+            raw.append(p.reshape(-1, p.shape[-1])[torch.from_numpy(sel).to(device)].cpu())
+            owners.append(owner_ids(shard, rows[start:start + len(p)])[sel // p.shape[1]])
+            start += len(p)
+    if not raw:
+        return np.zeros((0, size * size), np.float32), np.zeros(0, np.int64), 1.0
+    bank = torch.cat(raw)
+    eps = float(bank.norm(dim=-1).median()) + 1e-6
+    return normalise(bank, eps).numpy().astype(np.float32), np.concatenate(owners), eps
+
+
+@torch.no_grad()
+def patch_distance(frames: torch.Tensor, owners: torch.Tensor, bank: torch.Tensor, bank_owner: torch.Tensor,
+                   eps: float, size: int, stride: int, chunk: int = 4096) -> torch.Tensor:
+    """Per tile (N,): the largest distance of any of its patches to the nearest bank patch of another tile."""
+    p = normalise(patch_vectors(frames, size, stride), eps)
+    n, per, d = p.shape
+    flat, own = p.reshape(-1, d), owners.repeat_interleave(per)
+    out = torch.empty(len(flat), device=flat.device)
+    for a in range(0, len(flat), chunk):
+        dist = torch.cdist(flat[a:a + chunk], bank)
+        dist.masked_fill_(own[a:a + chunk, None] == bank_owner[None, :], float("inf"))
+        out[a:a + chunk] = dist.min(dim=1).values
+    out = torch.where(torch.isfinite(out), out, torch.zeros_like(out))  # no other tile in the bank
+    return out.reshape(n, per).amax(dim=1)
+
+
+class PatchBank:
+    """The bank as written into the reference file (see :func:`cnnpipe.corners.write_reference`), on a device."""
+
+    def __init__(self, f, device: torch.device):
+        self.patches = torch.from_numpy(f["patch_bank"][:]).to(device)
+        self.owner = torch.from_numpy(f["patch_owner"][:]).to(device)
+        self.eps, self.size, self.stride = (float(f.attrs["patch_eps"]), int(f.attrs["patch_size"]),
+                                            int(f.attrs["patch_stride"]))
+
+    def distance(self, frames: torch.Tensor, owners: torch.Tensor) -> torch.Tensor:
+        return patch_distance(frames, owners, self.patches, self.owner, self.eps, self.size, self.stride)

@@ -1,0 +1,152 @@
+"""Detection that does not depend on one data set: transform prediction on the orientations the data is
+not invariant under, the calibrated (tail) ensemble and the patch memory bank."""
+import numpy as np
+import pandas as pd
+import torch
+
+from cnnpipe import config
+from cnnpipe.augment import IDENTITY, Transform, cnn_has_task, pretext_transforms, symmetry_group
+from cnnpipe.components import models_needed
+from cnnpipe.config import Augment
+from cnnpipe.models.cnn import CNN, CNNObjective, cnn_score
+from cnnpipe.patches import patch_distance, patch_vectors, normalise
+from cnnpipe.rank import ensemble, pareto_shape, tail_surprise
+
+
+def test_pretext_classes_are_the_orientations_that_are_not_symmetries():
+    everything = {Transform(k, f) for f in (False, True) for k in range(4)}
+    assert set(pretext_transforms(Augment(False, False, False, 4))) == everything   # digits: all 8
+    assert pretext_transforms(Augment(False, False, False, 0))[0] == IDENTITY
+    # both flips make the half turn a symmetry: only the quarter turn is left to recognise
+    assert pretext_transforms(Augment(True, True, False, 0)) == [IDENTITY, Transform(1, False)]
+    assert {t.k for t in symmetry_group(Augment(True, True, False, 0))} == {0, 2}
+    # one flip: the four turns are four classes (a turned frame is never a mirrored one)
+    assert [t.k for t in pretext_transforms(Augment(True, False, False, 0))] == [0, 1, 2, 3]
+    # turns allowed but no flip: only the mirror image is recognisable
+    assert pretext_transforms(Augment(False, False, True, 0)) == [IDENTITY, Transform(0, True)]
+    # isotropic data: nothing to predict, so no self-supervised CNN is trained even at a cnn weight > 0
+    assert pretext_transforms(Augment(True, True, True, 0)) == []
+    w = {"recon": 1.0, "cnn": 1.0}
+    assert models_needed(w, cnn_has_task({"hflip": True, "vflip": True, "rot90": True, "translate": 0}, None)) == {"vae"}
+    assert models_needed(w, cnn_has_task(Augment(True, True, True, 0), "labels.csv")) == {"vae", "cnn"}
+    assert models_needed(w, cnn_has_task(Augment(False, False, False, 0), None)) == {"vae", "cnn"}
+
+
+def _glyph(n: int, gen: torch.Generator) -> torch.Tensor:
+    """A '6'-like glyph (a loop at the bottom, a stem up the left) with jitter: it has no rotation symmetry."""
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    out = torch.zeros(n, 1, 16, 16)
+    for i in range(n):
+        cy, cx = 10 + torch.randn(1, generator=gen).item() * 0.5, 8 + torch.randn(1, generator=gen).item() * 0.5
+        ring = ((yy - cy) ** 2 + (xx - cx) ** 2).sqrt()
+        img = torch.exp(-((ring - 3) ** 2) / 0.8)
+        img[2:int(cy), 4:7] += 0.8 * (xx[2:int(cy), 4:7] - 5).abs().lt(1.2).float()
+        out[i, 0] = img + 0.05 * torch.randn(16, 16, generator=gen)
+    return out
+
+
+def test_a_turned_six_ranks_top_when_rotations_are_off():
+    """With every symmetry off the CNN learns which of the 8 orientations a frame is in; a 6 turned by half
+    a turn (a '9') is then the frame it is least sure about."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    cfg = config.parse({"augment": {"hflip": False, "vflip": False, "rot90": False, "translate": 1}})
+    task = CNNObjective(cfg, [])
+    assert len(task.transforms) == 8
+    model = CNN(1, 16, [4, 8], 16, task.n_classes)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    x = _glyph(64, gen)
+    for _ in range(80):
+        loss, _ = task.train_loss(model, {"x": x, "y": torch.zeros(64, dtype=torch.long)}, gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    test = _glyph(30, gen)
+    test[7] = torch.rot90(test[7], 2, dims=(-2, -1))     # the '9'
+    meta = {"mode": "self-supervised", "transforms": [[t.k, int(t.flip), t.dy, t.dx] for t in task.transforms]}
+    s = cnn_score(model, test, meta)
+    assert int(s.argmax()) == 7
+    assert s[7] > 3 * s[torch.arange(30) != 7].max()
+
+
+def test_tail_surprise_values():
+    v = np.arange(1.0, 101.0)        # uniform 1..100: median 50.5, q75 75.25, q90 90.1 (excess ratio 1.6)
+    s = tail_surprise(v, 0.9)
+    assert np.allclose(s[:90], -np.log((100 - np.arange(90)) / 100))   # empirical: fraction >= value
+    # a light tail (ratio below log 5 / log 2) is treated as exponential through the q90 anchor
+    sigma = (90.1 - 50.5) / np.log(5)
+    assert np.allclose(s[90:], -np.log(0.5 * np.exp(-(v[90:] - 50.5) / sigma)))
+    assert np.all(np.diff(s) > 0)
+    assert tail_surprise(np.r_[np.zeros(50), 1e-3], 0.9)[-1] == 50.0      # constant elsewhere: capped
+
+
+def test_tail_fit_is_not_pulled_by_the_extremes():
+    """The shape and scale come from the bulk: a heavy tail (Pareto, xi = 2/3) keeps its weight, and one
+    enormous value does not change how surprising the others are."""
+    assert abs(pareto_shape((5 ** (2 / 3) - 1) / (2 ** (2 / 3) - 1), 0.5, 0.2) - 2 / 3) < 1e-6
+    rng = np.random.default_rng(0)
+    v = rng.pareto(1.5, 5000) + 1
+    s = tail_surprise(v, 0.9)
+    x = np.quantile(v, 0.999)                   # truth: P(X > x) = x^-1.5, about 0.001
+    assert abs(np.interp(x, np.sort(v), np.sort(s)) - 1.5 * np.log(x)) < 0.7
+    w = np.r_[v, 1e9]
+    assert np.allclose(tail_surprise(w, 0.9)[:-1], s, atol=0.01)
+
+
+def _table(cols: dict) -> pd.DataFrame:
+    n = len(next(iter(cols.values())))
+    return pd.DataFrame({"source": ["s"] * n, "key": ["0"] * n, "population": ["p"] * n, **cols})
+
+
+def test_one_extreme_component_lifts_a_frame():
+    rng = np.random.default_rng(0)
+    cols = {c: rng.normal(size=300) for c in ("a", "b", "c", "d", "e")}
+    cols["c"][42] = 9.0               # extreme in one component only, ordinary in the other four
+    s = ensemble(_table(cols), {c: 1.0 for c in cols}, "tail", 2.0, tail_top=3)
+    assert int(np.argmax(s)) == 42
+
+
+def test_a_busy_normal_frame_does_not_outrank_a_trail():
+    """``sharp`` has a long tail on normal frames (busy star fields: heavy-tailed), ``line`` is tight on
+    normal frames; the trail is far out in ``line`` only, the busiest normal frame far out in ``sharp``.
+    Calibrated against its own population the busy frame's value is usual, the trail's is not."""
+    rng = np.random.default_rng(1)
+    n = 400
+    sharp = rng.pareto(1.5, n) + 1       # heavy tail: a few normal frames 20-100x the median
+    line = rng.normal(1.0, 0.05, n)
+    trail = 17
+    line[trail], sharp[trail] = 1.5, np.median(sharp)       # 10 sigma in line
+    busy = int(np.argmax(sharp))
+    df = _table({"sharp": sharp, "line": line})
+    tail = ensemble(df, {"sharp": 1.0, "line": 1.0}, "tail", 2.0, tail_top=3)
+    assert tail[trail] > tail[busy] and int(np.argmax(tail)) == trail
+
+
+def _blobs(n: int, gen: torch.Generator) -> torch.Tensor:
+    """Smooth round 'stars' of random brightness at random places on 24x24 tiles."""
+    yy, xx = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    out = 0.01 * torch.randn(n, 24, 24, generator=gen)
+    for i in range(n):
+        for _ in range(3):
+            cy, cx, a = (torch.rand(3, generator=gen) * torch.tensor([20.0, 20.0, 5.0])).tolist()
+            out[i] += (a + 0.5) * torch.exp(-((yy - cy - 2) ** 2 + (xx - cx - 2) ** 2) / 4.0)
+    return out
+
+
+def test_patch_distance_finds_a_local_defect_and_never_matches_itself():
+    gen = torch.Generator().manual_seed(0)
+    tiles = _blobs(60, gen)
+    tiles[13, 5:19, 11] += 2.0        # a short straight streak on an otherwise normal tile
+    size, stride = 6, 3
+    p = patch_vectors(tiles, size, stride)
+    eps = float(p.reshape(-1, size * size).norm(dim=-1).median())
+    owners = torch.arange(60)
+    bank = normalise(p, eps).reshape(-1, size * size)          # every patch, tile 13's own included
+    bank_owner = owners.repeat_interleave(p.shape[1])
+    d = patch_distance(tiles, owners, bank, bank_owner, eps, size, stride)
+    assert int(d.argmax()) == 13
+    # without the owner mask the streak's own patches would be their nearest neighbours (distance 0)
+    free = patch_distance(tiles, owners, bank, torch.full_like(bank_owner, -1), eps, size, stride)
+    assert torch.all(free < 1e-2) and d[13] > 20 * free.max()
+    # a centred patch equals the hand computation
+    assert torch.allclose(p[0, 0], (tiles[0, :6, :6] - tiles[0, :6, :6].mean()).flatten(), atol=1e-6)
