@@ -44,10 +44,10 @@ class Component:
 
 REGISTRY: list[Component] = [
     Component("recon", "VAE reconstruction error of the intensity: mean of the worst few percent of pixels, "
-              "each over its usual error (masked pixels ignored)", 1.0, ("vae",), "cnnpipe.components.vae:recon"),
+              "each over its usual error (masked pixels ignored)", 0.0, ("vae",), "cnnpipe.components.vae:recon"),
     Component("recon_sobel", "VAE reconstruction error of the Sobel magnitude", 1.0, ("vae",),
               "cnnpipe.components.vae:recon_sobel"),
-    Component("kl", "KL divergence of the latent posterior from the prior", 1.0, ("vae",),
+    Component("kl", "KL divergence of the latent posterior from the prior", 0.0, ("vae",),
               "cnnpipe.components.vae:kl"),
     Component("masked", "fraction of masked (NaN, padding) pixels", 1.0, (), "cnnpipe.components.features:masked"),
     Component("sobel_peak", "the strongest Sobel edge", 1.0, (), "cnnpipe.components.features:sobel_peak"),
@@ -71,8 +71,8 @@ REGISTRY: list[Component] = [
               "cnnpipe.components.latent:latent_knn"),
     Component("moments_knn", "mean distance to the k nearest other tiles in whole-tile statistics (brightness "
               "distribution, bright fraction, edge content; robustly scaled): a frame unusual as a whole (a "
-              "pile-up, a flat field, another instrument)", 1.0, ("latents",), "cnnpipe.components.latent:moments_knn"),
-    Component("mahalanobis", "Mahalanobis distance to the distribution of all ranked frames' latents", 1.0,
+              "pile-up, a flat field, another instrument)", 0.0, ("latents",), "cnnpipe.components.latent:moments_knn"),
+    Component("mahalanobis", "Mahalanobis distance to the distribution of all ranked frames' latents", 0.0,
               ("latents",), "cnnpipe.components.latent:mahalanobis"),
 ]
 
