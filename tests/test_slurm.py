@@ -41,7 +41,8 @@ TINY_CONFIG = {
     "demo": {"sky_frames": 16, "track_frames": 24},
     "ingest": {"n_shards": 2},
     "train": {"cnn": {"epochs": 1}, "vae": {"epochs": 1}},
-    "score": {"weights": {**default_weights(), "cnn": 0.25}},  # a CNN weight > 0: train_cnn is a job too
+    "score": {"weights": {**default_weights(), "cnn": 0.25}},  # a CNN weight > 0 ...
+    "augment": {"rot90": False},  # ... and a task for it (quarter turns not a symmetry): train_cnn is a job too
 }
 # Flags only for this local cluster, which has no accounting: sacct knows no jobs there and the plugin
 # would wait forever (ENVIRONMENT-NOTES); real clusters keep the profile's defaults.
