@@ -23,7 +23,14 @@ from astropy.io import fits
 
 from common import interleaved, report
 from cnnpipe import config
-from cnnpipe.ingest import ingest_shard
+from cnnpipe.ingest import ingest_shard as _ingest_shard
+
+
+def ingest_shard(cfg, shard: int, out: Path):
+    """cnnpipe's ingest as Snakemake runs it: the output is deleted before the job starts (replacing an
+    existing file by rename makes ext4 flush the new file to disk first: a cost no workflow run pays)."""
+    out.unlink(missing_ok=True)
+    return _ingest_shard(cfg, shard, out)
 
 
 def make_fits(d: Path, files: int, hdus: int, size: int) -> None:

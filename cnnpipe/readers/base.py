@@ -26,7 +26,7 @@ class Block:
     source: str
     key: str
     start: int
-    images: np.ndarray  # (n, H, W) float32, NaN = masked
+    images: np.ndarray  # (n, H, W) float32, NaN = masked; the consumer's to overwrite
     labels: np.ndarray  # (n,) int, -1 = no label
     header: dict
     wcs: str = ""          # the frames' 2-D WCS as JSON header cards (sky.capture); '' = none
@@ -56,8 +56,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def float_frames(block) -> np.ndarray:
-    """Native-endian float32 copy with every non-finite pixel (NaN, +-inf) set to NaN, the mask marker."""
+    """Native-endian float32 copy with every non-finite pixel (NaN, +-inf) set to NaN, the mask marker.
+    Always an array of its own (never a view of a reader's cache): ingestion normalises it in place."""
     out = np.asarray(block, dtype=np.float32)
+    if not out.flags.owndata or not out.flags.writeable:
+        out = out.copy()
     bad = ~np.isfinite(out)
     if bad.any():  # (most frames have nothing to mask: skip the scattered write)
         out[bad] = np.nan
