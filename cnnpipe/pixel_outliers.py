@@ -22,6 +22,7 @@ import warnings
 import numba
 import numpy as np
 
+from .normalise import finite_rows
 from .tiling import tile_cells, tile_reduce
 
 NOISE_SAMPLE = 1024  # pixels per frame the level and noise are estimated from
@@ -133,11 +134,10 @@ def _levels(images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     n = len(images)
     flat = images.reshape(n, -1)
     step = max(1, flat.shape[1] // NOISE_SAMPLE)  # the median and MAD of ~1000 pixels: within ~5%
-    finite = np.isfinite(flat)
-    dirty = ~finite.all(axis=1)
     level = row_median(flat[:, ::step]).astype(np.float32)  # (garbage for masked frames: replaced below)
-    for i in np.flatnonzero(dirty):
-        level[i] = np.median(flat[i][finite[i]]) if finite[i].any() else 0.0
+    for i in np.flatnonzero(~finite_rows(flat)):
+        ok = np.isfinite(flat[i])
+        level[i] = np.median(flat[i][ok]) if ok.any() else 0.0
     return level, step
 
 

@@ -6,6 +6,8 @@ from typing import Union
 
 import numpy as np
 
+from ..normalise import finite_rows
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -61,7 +63,6 @@ def float_frames(block) -> np.ndarray:
     out = np.asarray(block, dtype=np.float32)
     if not out.flags.owndata or not out.flags.writeable:
         out = out.copy()
-    bad = ~np.isfinite(out)
-    if bad.any():  # (most frames have nothing to mask: skip the scattered write)
-        out[bad] = np.nan
+    if out.size and not finite_rows(out.reshape(1, -1))[0]:  # (most blocks have nothing to mask: one fast pass)
+        out[~np.isfinite(out)] = np.nan
     return out
