@@ -17,9 +17,9 @@ through memory). :func:`outlier_maps` gives the full maps (tests, and anyone who
 """
 from __future__ import annotations
 
+import functools
 import warnings
 
-import numba
 import numpy as np
 
 from .normalise import finite_rows
@@ -32,7 +32,6 @@ STATS = ("sharpness", "coldness")  # per-tile maxima stored in the shards and sc
 _NONE = np.empty((0, 0, 0), np.float32)  # "no full median map wanted" for :func:`_ring_pass`
 
 
-@numba.njit(cache=True, nogil=True)
 def _ring_pass(images, level, row_cell, col_edges, step, top, low, sample, med):  # pragma: no cover (compiled)
     """One pass over a block (n, H, W), row by row: the median of each pixel's 8 neighbours (edges mirrored,
     masked pixels (NaN, +-inf) read as their frame's ``level``), reduced at once to what ingestion keeps:
@@ -102,6 +101,15 @@ def _ring_pass(images, level, row_cell, col_edges, step, top, low, sample, med):
                 sample[f, s] = e if e > -inf else np.nan
 
 
+@functools.cache
+def _compiled():
+    """:func:`_ring_pass` compiled (numba, cached on disk beside this module), on first use: the jobs that
+    only import :data:`STATS` (preprocess, score) never load numba."""
+    import numba
+
+    return numba.njit(cache=True, nogil=True)(_ring_pass)
+
+
 def _cells(images: np.ndarray, level: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray, step: int,
            med: np.ndarray = _NONE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_ring_pass` with its outputs allocated: ``(top, low, sample)``, per-cell excess maxima and pixel
@@ -111,7 +119,7 @@ def _cells(images: np.ndarray, level: np.ndarray, row_edges: np.ndarray, col_edg
     top, low = np.full(shape, -np.inf, np.float32), np.full(shape, np.inf, np.float32)
     sample = np.empty((n, -(-h * w // step)), np.float32)
     row_cell = np.repeat(np.arange(shape[1]), np.diff(row_edges))
-    _ring_pass(np.ascontiguousarray(images, np.float32), level.astype(np.float32), row_cell,
+    _compiled()(np.ascontiguousarray(images, np.float32), level.astype(np.float32), row_cell,
                np.asarray(col_edges, np.int64), step, top, low, sample, med)
     return top, low, sample
 
