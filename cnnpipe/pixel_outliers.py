@@ -33,19 +33,13 @@ _NONE = np.empty((0, 0, 0), np.float32)  # "no full median map wanted" for :func
 
 
 def _ring_pass(images, level, row_cell, col_edges, step, top, low, sample, med):  # pragma: no cover (compiled)
-    """One pass over a block (n, H, W), row by row: the median of each pixel's 8 neighbours (edges mirrored,
-    masked pixels (NaN, +-inf) read as their frame's ``level``), reduced at once to what ingestion keeps:
-
-    - ``top[f, row_cell[y], j]``: the largest excess ``I - median8(I)`` over unmasked pixels of each cell
-      (column cell j = ``col_edges[j]:col_edges[j+1]``), -inf where every pixel is masked;
-    - ``low``: the smallest pixel (masked = level) of each cell;
-    - ``sample[f, s]``: the excess at flat position ``s * step`` (NaN where masked);
-    - ``med`` (unless it has no elements): the full median map.
-    ``top``/``low`` must come in at -inf/+inf. The ring median is the 3x3 median with the centre at +inf:
-    sorted vertical triples shared by neighbouring pixels, then the median of the column minima's
-    maximum, the middles' median and the maxima's minimum (Smith 1996): 19 compare-selects a pixel, in
-    loops the compiler vectorises.
-    """
+    """One pass over a block (n, H, W), row by row: each pixel's ring median (8 neighbours, edges mirrored,
+    masked pixels (NaN, +-inf) read as the frame's ``level``), reduced at once to what ingestion keeps:
+    ``top[f, row_cell[y], j]`` the largest excess ``I - median8(I)`` over the unmasked pixels of each cell
+    (columns ``col_edges[j]:col_edges[j+1]``; -inf if none), ``low`` the smallest pixel (masked = level),
+    ``sample[f, s]`` the excess at flat position ``s * step`` (NaN where masked), ``med`` (unless empty) the
+    median map; ``top``/``low`` come in at -inf/+inf. The ring median is the 3x3 median with the centre at
+    +inf (Smith 1996): sorted vertical triples shared by neighbours, 19 compare-selects a pixel."""
     n, h, w = images.shape
     full = med.size > 0
     lo, md, hi = np.empty(w + 2, np.float32), np.empty(w + 2, np.float32), np.empty(w + 2, np.float32)
@@ -69,8 +63,7 @@ def _ring_pass(images, level, row_cell, col_edges, step, top, low, sample, med):
                 t2 = t2 if t2 < r else r
                 lo[x + 1] = t1 if t1 < t2 else t2
                 md[x + 1] = t1 if t1 > t2 else t2
-            lo[0], md[0], hi[0] = lo[1], md[1], hi[1]
-            lo[w + 1], md[w + 1], hi[w + 1] = lo[w], md[w], hi[w]
+            lo[0], md[0], hi[0], lo[w + 1], md[w + 1], hi[w + 1] = lo[1], md[1], hi[1], lo[w], md[w], hi[w]
             for x in range(w):
                 p, r = a[x], b[x]
                 c_lo = p if p < r else r
