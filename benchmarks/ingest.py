@@ -7,7 +7,7 @@ outliers, tiling, a shard and its manifest); goal >= 2x: each file is opened and
 HDUs are processed in batches, reading overlaps computing.
 HDF5 baseline: reading the dataset chunk by chunk with h5py, nothing else; goal >= 0.25x (reading the
 input and writing the shard alone is ~0.5x); a second line without the pixel-outlier statistics (a 3x3
-ring median: ~20 elementwise passes over every pixel) shows what they cost. Frames of the tile size (64^2)
+ring median of every pixel, one compiled pass) shows what they cost. Frames of the tile size (64^2)
 are stored as they are;
 ``--hdf5-side 128`` measures frames cut into overlapping tiles (9 per frame at the default overlap).
 """

@@ -76,7 +76,7 @@ def frame_scales(images: np.ndarray, method: str = "percentile", percentiles=(0.
     flat = images.reshape(n, -1)
     clean = finite_rows(flat)
     offset, scale = np.zeros(n), np.ones(n)
-    usable = clean.copy()
+    usable = clean & (flat.shape[1] > 0)  # (a frame with no pixels has no finite one)
     dirty = []  # (row, its finite values)
     for i in np.flatnonzero(~clean):
         values = flat[i][np.isfinite(flat[i])]
