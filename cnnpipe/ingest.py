@@ -24,7 +24,7 @@ from .progress import progress
 from .readers import Block, Problem, plan_units, population, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
 from .tables import read_manifest, write_csv
-from .tiling import cut_tiles, tiles_per_frame
+from .tiling import cut_tiles, tile_starts, tiles_per_frame
 
 log = logging.getLogger(__name__)
 
@@ -32,24 +32,28 @@ MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width",
                     "frame", "y0", "x0", "label", "header", "population", "wcs", "wcs_problem"]
 
 
-def prepare(images: np.ndarray, cfg: Config) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
+def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
+            ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Normalise a block (n, H, W) and cut it into model-sized tiles, whole-block array operations only.
 
     Returns ``(tiles (m, T, T), {stat: (m,)}, where (m, 3) = (frame_offset, y0, x0) per tile, usable (n,))``:
     the stats are each tile's most extreme pixel by :func:`outlier_peaks` (``sharpness``, ``coldness``),
     measured on the raw values before normalisation clips them; frames with no finite pixel are left out
-    and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN).
+    and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN). The frames, not their
+    overlapping tiles (up to 2.25x the pixels), are scaled, then cut; ``overwrite``: scaled in place in
+    ``images`` (ingestion's arrays are its own), so frames of exactly one tile are never copied.
     """
     n, ing = cfg.ingest.normalise, cfg.ingest
     offset, scale, usable = frame_scales(images, n.method, n.percentiles)
     keep = np.flatnonzero(usable)
     raw = images if len(keep) == len(images) else images[keep]
-    cut, ys, xs = cut_tiles(raw, ing.tile_size, ing.tile_overlap)
+    ys, xs = (tile_starts(max(side, ing.tile_size), ing.tile_size, ing.tile_overlap) for side in raw.shape[1:])
     per = len(ys) * len(xs)
     stats = (outlier_peaks(raw, ys, xs, ing.tile_size) if ing.pixel_outliers
              else {s: np.zeros((len(raw), len(ys), len(xs)), np.float32) for s in STATS})
-    tiles = apply_scales(cut, np.repeat(offset[keep], per), np.repeat(scale[keep], per), n.method,
-                         n.asinh_softening, out=None if cut is images else cut)  # a copy is scaled in place
+    scaled = apply_scales(raw, offset[keep], scale[keep], n.method, n.asinh_softening,
+                          out=raw if overwrite or raw is not images else None)  # (a selection is a copy)
+    tiles = cut_tiles(scaled, ing.tile_size, ing.tile_overlap)[0]
     where = np.stack([np.repeat(keep, per), np.tile(np.repeat(ys, len(xs)), len(keep)),
                       np.tile(xs, len(ys) * len(keep))], axis=1).astype(np.int64)
     return tiles, {s: v.reshape(-1) for s, v in stats.items()}, where, usable
@@ -60,15 +64,14 @@ BATCH_PIXELS = 1 << 22  # small frames (FITS HDUs, HDF5 chunks) are ingested in 
 Batch = list[tuple[Block, str]]  # blocks of one frame shape, each with its population
 
 
-def _batches(records: Iterator[tuple[Block | Problem, str]], max_frames: int) -> Iterator[Problem | Batch]:
-    """Consecutive blocks of one frame shape gathered into batches of up to ``max_frames`` frames and
-    ``BATCH_PIXELS`` pixels (a block larger than that is a batch alone), so that many small HDUs or files
-    cost a few array operations, not a few per frame. Problems pass through in order."""
+def _batches(records: Iterator[tuple[Block | Problem, str]]) -> Iterator[Problem | Batch]:
+    """Consecutive blocks of one frame shape gathered into batches of up to ``BATCH_PIXELS`` pixels (a
+    block larger than that is a batch alone), so that many small HDUs, files or HDF5 reads cost a few
+    array operations, not a few per frame. Problems pass through in order."""
     batch: Batch = []
     frames = 0
     for rec, pop in records:
         if batch and (isinstance(rec, Problem) or rec.images.shape[1:] != batch[0][0].images.shape[1:]
-                      or frames + len(rec.images) > max_frames
                       or (frames + len(rec.images)) * rec.images[0].size > BATCH_PIXELS):
             yield batch
             batch, frames = [], 0
@@ -129,7 +132,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
         writer = ShardWriter(f)
         f.attrs["normalise"] = ing.normalise.method
         f.attrs["tile_size"], f.attrs["tile_overlap"] = size, ing.tile_overlap
-        for batch in _batches(records, ing.chunk_frames):
+        for batch in _batches(records):
             if isinstance(batch, Problem):
                 parts.append(_rows(batch.source, batch.key, batch.frame, shard, -1, 0, 0, "quarantined", batch.reason))
                 log.warning("quarantined %s [%s]: %s", printable(batch.source), batch.key or "-", batch.reason)
@@ -137,7 +140,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
             blocks = [rec for rec, _ in batch]
             images = blocks[0].images if len(blocks) == 1 else np.concatenate([b.images for b in blocks])
             try:
-                cut, stats, where, usable = prepare(images, cfg)
+                cut, stats, where, usable = prepare(images, cfg, overwrite=True)
             except MemoryError:  # these blocks are quarantined; the shard goes on
                 for b in blocks:
                     reason = (f"out of memory tiling frames from {b.start} on "

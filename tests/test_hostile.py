@@ -147,10 +147,10 @@ def test_out_of_memory_quarantines_the_file_and_the_shard_goes_on(tmp_path, monk
     good = corpus.good(tmp_path / "good")
     real = ingest.prepare
 
-    def prepare(images, cfg):
+    def prepare(images, cfg, **kw):
         if images.shape[1:] == (16, 16):  # mef.fits's second image
             raise MemoryError
-        return real(images, cfg)
+        return real(images, cfg, **kw)
 
     monkeypatch.setattr(ingest, "prepare", prepare)
     cfg = config.parse({"inputs": [str(tmp_path / "good")], "ingest": {"n_shards": 1}})

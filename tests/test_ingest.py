@@ -96,11 +96,11 @@ def test_interrupted_shard_leaves_nothing(corpus_dir, tmp_path, monkeypatch):
     calls = {"n": 0}
     real = ingest.prepare
 
-    def failing(images, c):
+    def failing(images, c, **kw):
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real(images, c)
+        return real(images, c, **kw)
 
     monkeypatch.setattr(ingest, "prepare", failing)
     with pytest.raises(KeyboardInterrupt):
@@ -131,3 +131,17 @@ def test_index_is_unique_and_independent_of_sharding(corpus_dir, tmp_path):
     # 20x24 frames cut into 16-pixel tiles with overlap 4: 4 tiles per frame, index = frame * 4 + tile
     stack = one[one.source.str.endswith("stack.h5")]
     assert stack["index"].tolist() == list(range(20)) and stack.frame.tolist() == [i // 4 for i in range(20)]
+
+
+@pytest.mark.parametrize("side", [64, 100, 40])  # one tile, overlapping tiles, a padded frame
+def test_prepare_in_place_gives_the_same_tiles_and_leaves_a_callers_array_alone(side):
+    cfg = config.parse({"ingest": {"tile_size": 64, "tile_overlap": 16}})
+    x = np.random.default_rng(side).normal(1000.0, 30.0, (3, side, side)).astype(np.float32)
+    x[1] = np.nan  # an unusable frame: the others are a selection (a copy)
+    before = x.copy()
+    tiles, stats, where, usable = ingest.prepare(x, cfg)
+    np.testing.assert_array_equal(x, before)
+    again = ingest.prepare(x.copy(), cfg, overwrite=True)
+    np.testing.assert_array_equal(again[0], tiles)
+    np.testing.assert_array_equal(again[2], where)
+    assert usable.tolist() == [True, False, True] and 0.0 <= np.nanmin(tiles) and np.nanmax(tiles) <= 1.0

@@ -41,3 +41,15 @@ def test_frame_scales_are_per_frame():
     np.testing.assert_allclose(offset, [0, 10], atol=1e-6)
     np.testing.assert_allclose(scale, [1, 20], rtol=1e-6)
     assert usable.all()
+
+
+def test_finite_rows_even_where_the_sum_overflows():
+    from cnnpipe.normalise import finite_rows
+
+    x = np.ones((5, 300), np.float32)
+    x[1] = 3e38          # finite, but the row's float32 sum overflows: checked value by value
+    x[2, 7] = np.nan
+    x[3, -1] = -np.inf
+    x[4, :2] = [np.inf, -np.inf]
+    assert finite_rows(x).tolist() == [True, True, False, False, False]
+    assert finite_rows(np.zeros((0, 4), np.float32)).tolist() == []

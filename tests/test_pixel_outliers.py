@@ -132,13 +132,11 @@ def test_median8_and_maps_equal_the_previous_implementation(h, w):
 
 @pytest.mark.parametrize("h,w,tile,overlap", [(70, 90, 16, 4), (70, 90, 32, 0), (70, 90, 64, 16), (70, 90, 128, 0),
                                               (5, 7, 8, 2), (64, 64, 64, 16), (130, 40, 64, 16)])
-@pytest.mark.parametrize("piece", [300, 1 << 17])  # bands of rows across a frame, or whole frames
-def test_outlier_peaks_equal_the_tile_maxima_of_the_maps(h, w, tile, overlap, piece, monkeypatch):
+def test_outlier_peaks_equal_the_tile_maxima_of_the_maps(h, w, tile, overlap):
     import legacy_kernels as legacy
     from cnnpipe import pixel_outliers
     from cnnpipe.tiling import tile_starts
 
-    monkeypatch.setattr(pixel_outliers, "PIECE_PIXELS", piece)
     x = _awkward_block(h + w, h, w)
     ys, xs = tile_starts(max(h, tile), tile, overlap), tile_starts(max(w, tile), tile, overlap)
     peaks = pixel_outliers.outlier_peaks(x, ys, xs, tile)

@@ -6,6 +6,8 @@ from typing import Union
 
 import numpy as np
 
+from ..normalise import finite_rows
+
 
 @dataclass(frozen=True)
 class Unit:
@@ -26,7 +28,7 @@ class Block:
     source: str
     key: str
     start: int
-    images: np.ndarray  # (n, H, W) float32, NaN = masked
+    images: np.ndarray  # (n, H, W) float32, NaN = masked; the consumer's to overwrite
     labels: np.ndarray  # (n,) int, -1 = no label
     header: dict
     wcs: str = ""          # the frames' 2-D WCS as JSON header cards (sky.capture); '' = none
@@ -56,9 +58,11 @@ def one_line(exc: BaseException) -> str:
 
 
 def float_frames(block) -> np.ndarray:
-    """Native-endian float32 copy with every non-finite pixel (NaN, +-inf) set to NaN, the mask marker."""
+    """Native-endian float32 copy with every non-finite pixel (NaN, +-inf) set to NaN, the mask marker.
+    Always an array of its own (never a view of a reader's cache): ingestion normalises it in place."""
     out = np.asarray(block, dtype=np.float32)
-    bad = ~np.isfinite(out)
-    if bad.any():  # (most frames have nothing to mask: skip the scattered write)
-        out[bad] = np.nan
+    if not out.flags.owndata or not out.flags.writeable:
+        out = out.copy()
+    if out.size and not finite_rows(out.reshape(1, -1))[0]:  # (most blocks have nothing to mask: one fast pass)
+        out[~np.isfinite(out)] = np.nan
     return out
