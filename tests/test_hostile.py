@@ -208,7 +208,7 @@ def test_config_refuses_silent_mistakes():
         assert why in str(err.value) and "\n" not in str(err.value), (name, str(err.value))
     merged = config.parse({"score": {"weights": {"cnn": 0.25}}}).score.weights
     defaults = config.parse({}).score.weights
-    assert merged == {**defaults, "cnn": 0.25} and merged["recon"] == 1.0 and defaults["cnn"] == 1.0
+    assert merged == {**defaults, "cnn": 0.25} and merged["recon_sobel"] == 1.0 and defaults["cnn"] == 1.0
 
 
 def test_config_yaml_nan_is_refused_before_snakemake_plans(tmp_path):

@@ -126,7 +126,7 @@ def test_zero_weight_components_are_not_computed():
 
     w = {**config.parse({}).score.weights, "cnn": 0.0, "kl": 0.0}
     names = [c.name for c in components.active(w)]
-    assert "cnn" not in names and "kl" not in names and "recon" in names
+    assert "cnn" not in names and "kl" not in names and "recon_sobel" in names
     assert components.models_needed(w) == {"vae"}
     assert components.models_needed({**w, "cnn": 0.5}) == {"vae", "cnn"}
     assert [c.name for c in components.gathered({"latent_knn": 1.0})] == ["latent_knn"]
