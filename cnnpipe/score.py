@@ -16,11 +16,11 @@ import torch
 from . import components
 from .atomic import atomic_path
 from .components.batch import ShardBatch
+from .components.features import moments
 from .components.vae import top_mean  # noqa: F401  (re-exported: part of the scoring API)
 from .corners import Reference
-from .pixel_outliers import STATS
-from .components.features import moments
 from .patches import owner_ids
+from .pixel_outliers import STATS
 from .population import population
 from .shards import iter_batches
 
@@ -32,11 +32,14 @@ CARRIED = ["frame", "y0", "x0", "shard", "row", "population"]
 
 
 @torch.no_grad()
-def batch_components(b: ShardBatch, comps: list[components.Component]) -> dict[str, np.ndarray]:
-    """Values of ``comps`` for one batch (float64, one per tile) and the latent means ``mu``."""
+def batch_components(b: ShardBatch, comps: list[components.Component],
+                     with_moments: bool = False) -> dict[str, np.ndarray]:
+    """Values of ``comps`` for one batch (float64, one per tile), the latent means ``mu`` and, when asked,
+    the whole-tile statistics ``moments``."""
     out = {c.name: c.compute()(b) for c in comps}
     out["mu"] = b.vae_out()[1].float()
-    out["moments"] = moments(b.x)
+    if with_moments:
+        out["moments"] = moments(b.x)
     return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}
 
 
@@ -53,11 +56,12 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
                 cnn_meta: dict, reference: str | Path, device: torch.device, top_fraction: float = 0.03,
                 line_angles: int = 64, batch: int = 256,
-                comps: list[components.Component] | None = None) -> pd.DataFrame:
+                comps: list[components.Component] | None = None, with_moments: bool = False) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
-    latent columns z0..zD and the tile statistics m0..m7 (:func:`~cnnpipe.components.features.moments`). ``reference``: the corner reference maps of every population; ``comps``: the
-    components to compute (default: every per-shard one); the frames, the reference and the CNN are only
-    read when one of them needs it (``cnn`` may then be None)."""
+    latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7 a gathered component needs).
+    ``reference``: the corner reference maps of every population; ``comps``: the components to compute
+    (default: every per-shard one); the frames, the reference and the CNN are only read when one of them
+    needs it (``cnn`` may then be None)."""
     comps = components.per_shard() if comps is None else comps
     needs = {n for c in comps for n in c.needs}
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
@@ -73,7 +77,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
                         owners=owners[start:start + len(x)],
                         top_fraction=top_fraction, line_angles=line_angles)
-        parts.append(batch_components(sb, comps))
+        parts.append(batch_components(sb, comps, with_moments))
         start += len(x)
     if not parts:
         return pd.DataFrame(columns=[*ID, *CARRIED])
@@ -84,8 +88,8 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     for c in comps:
         df[c.name] = comp[c.name].astype(np.float64)
     z = pd.DataFrame(comp["mu"], columns=[f"z{i}" for i in range(comp["mu"].shape[1])])
-    m = pd.DataFrame(comp["moments"], columns=[f"m{i}" for i in range(comp["moments"].shape[1])])
-    return pd.concat([df, z, m], axis=1)
+    m = comp.get("moments", np.zeros((len(df), 0)))
+    return pd.concat([df, z, pd.DataFrame(m, columns=[f"m{i}" for i in range(m.shape[1])])], axis=1)
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:

@@ -150,3 +150,21 @@ def test_patch_distance_finds_a_local_defect_and_never_matches_itself():
     assert torch.all(free < 1e-2) and d[13] > 20 * free.max()
     # a centred patch equals the hand computation
     assert torch.allclose(p[0, 0], (tiles[0, :6, :6] - tiles[0, :6, :6].mean()).flatten(), atol=1e-6)
+
+
+def test_tile_moments_and_their_density():
+    from cnnpipe.components.batch import LatentSpace
+    from cnnpipe.components.features import moments
+    from cnnpipe.components.latent import moments_knn
+
+    x = torch.zeros(1, 2, 4, 4)
+    x[0, 0, 0, :] = 1.0                      # one bright row: 4 of 16 pixels
+    x[0, 1] = 0.5
+    m = moments(x)[0]
+    assert torch.allclose(m[[0, 2, 5, 6, 7]], torch.tensor([0.25, 0.0, 0.25, 0.5, 0.5]))
+    assert torch.isclose(m[1], torch.tensor([0.0] * 12 + [1.0] * 4).std())
+    rng = np.random.default_rng(0)
+    stats = rng.normal(size=(200, 8))
+    stats[50, 5] = 12.0                      # a pile-up: bright fraction far from every other tile
+    d = moments_knn(LatentSpace(np.zeros((200, 2)), 5, 0, stats))
+    assert int(np.argmax(d)) == 50

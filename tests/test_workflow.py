@@ -126,7 +126,8 @@ def test_training_rules_write_models_metrics_and_figures(run):
         assert "saved to results/models/" in (wd / f"logs/train_{kind}.log").read_text()
     assert meta["model"]["size"] == 32 and m["train_loss"].iloc[-1] < m["train_loss"].iloc[0]  # the VAE learned
     _, cnn_meta = load_model(wd / "results/models/cnn.pt", "cpu")
-    assert cnn_meta["mode"] == "self-supervised" and len(cnn_meta["transforms"]) == 8  # demo: no labels
+    # demo: no labels; TINY allows both flips but not quarter turns: identity and the quarter turn to tell apart
+    assert cnn_meta["mode"] == "self-supervised" and len(cnn_meta["transforms"]) == 2
     for name in ("samples", "interpolation"):
         assert (wd / f"results/generate/{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

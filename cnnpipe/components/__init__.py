@@ -3,7 +3,8 @@ report all read.
 
 A row names a component, says what it measures, gives its default ensemble weight, what it is computed
 from (``needs``: "vae", "cnn", "reference" (the corner reference), "frames" (the ingested tiles) or
-"latents" (every ranked frame's latent, i.e. computed when the shards are gathered)) and the function that
+"latents" (every ranked frame's latent, i.e. computed when the shards are gathered), "moments" (every
+ranked tile's whole-tile statistics, gathered too)) and the function that
 computes it, as ``"module:function"`` so that reading the table imports no model code. Adding a component
 is one module with its function and one row here.
 
@@ -71,7 +72,8 @@ REGISTRY: list[Component] = [
               "cnnpipe.components.latent:latent_knn"),
     Component("moments_knn", "mean distance to the k nearest other tiles in whole-tile statistics (brightness "
               "distribution, bright fraction, edge content; robustly scaled): a frame unusual as a whole (a "
-              "pile-up, a flat field, another instrument)", 0.0, ("latents",), "cnnpipe.components.latent:moments_knn"),
+              "pile-up, a flat field, another instrument)", 0.0, ("latents", "moments"),
+              "cnnpipe.components.latent:moments_knn"),
     Component("mahalanobis", "Mahalanobis distance to the distribution of all ranked frames' latents", 0.0,
               ("latents",), "cnnpipe.components.latent:mahalanobis"),
 ]
