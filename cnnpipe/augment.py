@@ -45,17 +45,6 @@ def dihedral(aug: Augment) -> list[Transform]:
     return out
 
 
-def allowed_transforms(aug: Augment) -> list[Transform]:
-    """The classes of the self-supervised transform-prediction task (Golan & El-Yaniv 2018).
-
-    The allowed orientation changes, each combined with no shift and (when ``translate`` > 0) with the four
-    shifts by ``translate`` pixels up, down, left and right. Identity is always class 0.
-    """
-    t = aug.translate
-    shifts = [(0, 0)] + ([(t, 0), (-t, 0), (0, t), (0, -t)] if t > 0 else [])
-    return [Transform(d.k, d.flip, dy, dx) for d in dihedral(aug) for dy, dx in shifts]
-
-
 _PROBE = torch.arange(9.0).reshape(3, 3)   # no symmetry: each orientation change gives a different array
 ORIENTATIONS = [Transform(k, f) for f in (False, True) for k in range(4)]
 
