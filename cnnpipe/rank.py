@@ -105,24 +105,20 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     """
     used = {c: w for c, w in weights.items() if c in df and w > 0}
     wsum = max(sum(used.values()), 1e-12)
-    total = np.zeros(len(df))
     whole = "\0whole run"  # no population is named so (paths hold no NUL)
     groups = np.where(pooled, whole, population(df)) if pooled is not None else population(df)
-    if method == "tail":
-        s = np.zeros((len(df), len(used)))
-        for name, idx in df.groupby(groups).indices.items():
-            for j, (c, w) in enumerate(used.items()):
-                v = df[c].to_numpy(np.float64)
-                s[idx, j] = w * (tail_surprise(v, tail_quantile)[idx] if name == whole
-                                 else tail_surprise(v[idx], tail_quantile))
-        return -np.sort(-s, axis=1)[:, :tail_top].sum(axis=1)
+    normalise = {"tail": lambda v: tail_surprise(v, tail_quantile), "rank": rank_normalise,
+                 "robust_z": lambda v: robust_z(v) ** power}[method]
+    terms = np.zeros((len(df), len(used)))      # each row's weighted, normalised components
     for name, idx in df.groupby(groups).indices.items():
-        for c, w in used.items():
+        for j, (c, w) in enumerate(used.items()):
             v = df[c].to_numpy(np.float64)
-            v = v if name == whole else v[idx]  # a pooled row is compared with every frame of the run
-            z = rank_normalise(v) if method == "rank" else robust_z(v) ** power
-            total[idx] += w * (z[idx] if name == whole else z)
-    return total / wsum if method == "rank" else (total / wsum) ** (1.0 / power)
+            # a pooled row is compared with every frame of the run
+            terms[idx, j] = w * (normalise(v)[idx] if name == whole else normalise(v[idx]))
+    if method == "tail":
+        return -np.sort(-terms, axis=1)[:, :tail_top].sum(axis=1)
+    total = terms.sum(axis=1) / wsum
+    return total if method == "rank" else total ** (1.0 / power)
 
 
 def small_populations(df: pd.DataFrame, min_frames: int) -> tuple[np.ndarray, dict[str, int]]:
