@@ -30,6 +30,7 @@ from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from common import run_workflow
+from suite.baselines import reconstruction_errors
 
 FRAME_ID = ["source", "key", "frame"]
 
@@ -100,18 +101,7 @@ class ConvAE(nn.Module):
 
 
 def conv_ae(t: np.ndarray, seed: int, epochs: int = 8, batch: int = 64) -> np.ndarray:
-    torch.manual_seed(seed)
-    x = torch.from_numpy(t[:, None])
-    model = ConvAE()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(x)).split(batch):
-            loss = ((model(x[idx]) - x[idx]) ** 2).mean()
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-    with torch.no_grad():
-        return torch.cat([((model(b) - b) ** 2).flatten(1).mean(1) for b in x.split(256)]).numpy()
+    return reconstruction_errors(ConvAE, t, seed, epochs, batch, lr=1e-3)
 
 
 def baselines(t: np.ndarray, seed: int) -> dict[str, np.ndarray]:

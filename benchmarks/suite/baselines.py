@@ -96,16 +96,18 @@ def conv_ae(p: np.ndarray, seed: int, epochs: int = AE_EPOCHS, batch: int = 32) 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        return _train_ae(p, seed, epochs, batch)
+        return reconstruction_errors(ConvAE, p, seed, epochs, batch, lr=2e-3)
     finally:
         torch.set_num_threads(threads)
 
 
-def _train_ae(p: np.ndarray, seed: int, epochs: int, batch: int) -> np.ndarray:
+def reconstruction_errors(make_model, p: np.ndarray, seed: int, epochs: int, batch: int, lr: float) -> np.ndarray:
+    """Train ``make_model()`` (built after seeding) to reconstruct the frames ``p`` (N, H, W) with Adam and a
+    plain MSE loop; return each frame's mean squared reconstruction error (the autoencoder baselines)."""
     torch.manual_seed(seed)
     x = torch.from_numpy(p[:, None].astype(np.float32))
-    model = ConvAE()
-    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(epochs):
         for idx in torch.randperm(len(x)).split(batch):
             loss = ((model(x[idx]) - x[idx]) ** 2).mean()
