@@ -8,7 +8,9 @@ Labels live only in ``truth.csv``, never in the data files (cnnpipe would train 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -75,3 +77,20 @@ def dihedral(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """A random one of the 8 rotations/mirrors (sky and detector frames have no preferred orientation)."""
     img = np.rot90(img, int(rng.integers(4)))
     return np.ascontiguousarray(img[:, ::-1] if rng.random() < 0.5 else img)
+
+
+def render_set(n: int, fraction: float, classes: list[str], seed: int, size: int,
+               event: Callable[[np.random.Generator, str, int], tuple[np.ndarray, dict]]
+               ) -> tuple[np.ndarray, pd.DataFrame]:
+    """``n`` frames (float32) drawn one at a time by ``event(rng, cls, size)`` and their truth table
+    (frame, label, cls, detail): the harness of a generator whose frames need nothing shared between them."""
+    rng = np.random.default_rng(seed)
+    planned = plan_anomalies(n, fraction, classes, rng)
+    frames, details = np.empty((n, size, size), np.float32), []
+    for i, cls in enumerate(planned):
+        img, detail = event(rng, cls, size)
+        frames[i] = img.astype(np.float32)
+        details.append(json.dumps(detail))
+    truth = pd.DataFrame({"frame": np.arange(n), "label": [int(c != "normal") for c in planned], "cls": planned,
+                          "detail": details})
+    return frames, truth

@@ -19,12 +19,11 @@ Anomaly classes:
 """
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
 
-from .files import plan_anomalies
+from .files import render_set
 
 CLASSES = ["kink", "two_prong", "delta_ray", "shower", "pileup"]
 SIZE = 64
@@ -127,13 +126,4 @@ def event(rng: np.random.Generator, cls: str, size: int = SIZE) -> tuple[np.ndar
 
 def generate(n: int, fraction: float, seed: int, size: int = SIZE) -> tuple[np.ndarray, pd.DataFrame]:
     """``n`` events (float32) and their truth table (frame, label, cls, detail)."""
-    rng = np.random.default_rng(seed)
-    classes = plan_anomalies(n, fraction, CLASSES, rng)
-    frames, details = np.empty((n, size, size), np.float32), []
-    for i, cls in enumerate(classes):
-        img, detail = event(rng, cls, size)
-        frames[i] = img.astype(np.float32)
-        details.append(json.dumps(detail))
-    truth = pd.DataFrame({"frame": np.arange(n), "label": [int(c != "normal") for c in classes], "cls": classes,
-                          "detail": details})
-    return frames, truth
+    return render_set(n, fraction, CLASSES, seed, size, event)
