@@ -173,6 +173,7 @@ class Score:
     patch_stride: int
     patch_bank: int
     line_angles: int
+    line_clip: float
     top_fraction: float
     min_population: int
     labels: str

@@ -55,7 +55,7 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
 
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
                 cnn_meta: dict, reference: str | Path, device: torch.device, top_fraction: float = 0.03,
-                line_angles: int = 64, batch: int = 256,
+                line_angles: int = 64, line_clip: float = 5.0, batch: int = 256,
                 comps: list[components.Component] | None = None, with_moments: bool = False) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7 a gathered component needs).
@@ -76,7 +76,8 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
         sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
                         owners=owners[start:start + len(x)],
-                        top_fraction=top_fraction, line_angles=line_angles)
+                        top_fraction=top_fraction, line_angles=line_angles,
+                        line_clip=line_clip)
         parts.append(batch_components(sb, comps, with_moments))
         start += len(x)
     if not parts:

@@ -45,3 +45,34 @@ def test_nan_pixels_count_as_background():
     img[0, 10, 3:29] = 1.0
     img[0, 20:26, 5:11] = np.nan                                   # a masked patch away from the line
     assert line_strength(torch.from_numpy(img))[0].item() == pytest.approx(26.0, abs=1e-4)
+
+
+def _stars(rng, n_stars: int, side: int = 32) -> np.ndarray:
+    yy, xx = np.mgrid[0:side, 0:side]
+    img = rng.normal(0.0, 1.0, (side, side))
+    for _ in range(n_stars):
+        y, x, peak = rng.uniform(4, side - 4), rng.uniform(4, side - 4), rng.uniform(50, 300)
+        img += peak * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.0 ** 2))       # FWHM 2.4 px
+    return img
+
+
+def test_clipped_in_noise_units_a_faint_trail_outscores_bright_stars():
+    """A 5 sigma trail across one of twelve fields of two stars (peaks 50-300 sigma): in raw units a bright
+    star wins; clipped at 5 sigma the trail's frame scores highest, by a margin."""
+    rng = np.random.default_rng(7)
+    fields = np.stack([_stars(rng, n_stars=2) for _ in range(12)])
+    yy, xx = np.mgrid[0:32, 0:32]
+    fields[5] += 5.0 * np.exp(-0.5 * ((yy - 0.5 * xx - 6) / 0.8) ** 2)     # ~36 px long
+    batch = torch.from_numpy(fields).float()
+    raw, clipped = line_strength(batch).numpy(), line_strength(batch, clip=5.0).numpy()
+    assert raw.argmax() != 5 and raw[5] < 0.8 * raw.max()
+    assert clipped.argmax() == 5 and clipped[5] > 1.5 * np.delete(clipped, 5).max()
+
+
+def test_clipped_line_value_by_hand():
+    """No noise at all (median absolute deviation 0): every line pixel is clipped to 5, so 26 pixels sum to
+    130, and an isolated bright pixel adds at most 5."""
+    img = np.zeros((1, 32, 32))
+    img[0, 10, 3:29] = 1.0
+    img[0, 25, 20] = 1e6
+    assert line_strength(torch.from_numpy(img), clip=5.0)[0].item() == pytest.approx(130.0, abs=1e-3)

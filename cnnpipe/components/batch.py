@@ -28,6 +28,7 @@ class ShardBatch:
     owners: torch.Tensor | None = None   # each tile's id across the run (cnnpipe.patches.owner_ids)
     top_fraction: float = 0.03
     line_angles: int = 64
+    line_clip: float = 5.0
     _vae_out: tuple | None = None
 
     @property
