@@ -38,15 +38,17 @@ def coordinates(row: pd.Series | None) -> dict | None:
 
 
 def card_frame(maps: dict, card: dict, tile: int) -> np.ndarray | None:
-    """RGBA of the card's whole frame, downsampled, with its tile outlined; None for an untiled frame
-    (the input thumbnail is then the whole frame) or one without a view."""
+    """RGBA of the card's whole frame, downsampled, with its tile outlined (its side: the card's
+    ``where["side"]`` in frame pixels, else ``tile``); None for an untiled frame (the input thumbnail is
+    then the whole frame) or one without a view."""
     where = card.get("where")
     if not where or not where["tiled"]:
         return None
     m = maps.get((card["source"], card["key"], where["frame"]))
     if m is None:
         return None
-    h, w = min(tile, where["height"] - where["y0"]), min(tile, where["width"] - where["x0"])
+    side = where.get("side", tile)
+    h, w = min(side, where["height"] - where["y0"]), min(side, where["width"] - where["x0"])
     return framemap.boxed(framemap.grey_rgba(m["image"]), where["y0"], where["x0"], h, w, m["factor"])
 
 
