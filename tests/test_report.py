@@ -514,3 +514,15 @@ def test_labelling_in_chromium_downloads_a_labels_csv_the_workflow_reads(tmp_pat
         (ODD, "0", "99", "boring"),
         (a.source[1], a.key[1], str(a["index"][1]), "boring"),
         (a.source[12], a.key[12], str(a["index"][12]), "interesting")]
+
+
+def test_a_resampled_small_frames_tile_is_boxed_in_frame_pixels():
+    """A tile of a 32x48 frame resampled up by 2 (ingest.small_frames: upsample) covers 32 frame pixels."""
+    from cnnpipe import report_where
+
+    maps = {("a.fits", "0", 0): {"image": np.zeros((32, 48), np.float32), "factor": 1}}
+    card = {"source": "a.fits", "key": "0",
+            "where": {"frame": 0, "y0": 0, "x0": 16, "height": 32, "width": 48, "side": 32, "tiled": True}}
+    red = np.all(report_where.card_frame(maps, card, 64)[..., :3] == framemap.BOX_RGB, axis=-1)
+    assert red[0, 16:48].all() and red[31, 16:48].all() and red[:, 16].all() and red[:, 47].all()
+    assert not red[:, :16].any() and not red[1:31, 17:47].any()
