@@ -100,6 +100,14 @@ def _rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _at_side(tiles: np.ndarray, side: int) -> np.ndarray:
+    """Tiles (n, T, T) resampled (bilinear) to ``side`` pixels a side: a resampled frame's tiles back at
+    frame resolution (a masked pixel stays masked); unchanged when ``side`` is T."""
+    if side == tiles.shape[-1]:
+        return tiles
+    return resize(tiles, (len(tiles), side, side), order=1, anti_aliasing=False, mode="edge").astype(np.float32)
+
+
 def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFrame, frames: pd.DataFrame,
           tile: int, pixels: int, out: str | Path) -> int:
     """Write ``out`` (HDF5): per frame of ``frames`` (``source, key, frame, height, width``, ``scale``) its
@@ -123,15 +131,10 @@ def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFra
             g = g.sort_values(["y0", "x0"], kind="stable")
             (shard,) = g["shard"].unique()                       # a frame is read by one ingest job
             rows, side = g["row"].to_numpy(), int(side)
-
-            def tile_rows(i: int, j: int) -> np.ndarray:
-                t = _rows(frames_h5["frames"], rows[i:j])
-                return t if side == tile else resize(t, (len(t), side, side), order=1, anti_aliasing=False,
-                                                     mode="edge").astype(np.float32)
-
             with h5py.File(shards[int(shard)], "r") as frames_h5:
-                f[f"image/{n}"] = downsampled_frame(tile_rows, g["y0"].to_numpy(), g["x0"].to_numpy(), fr.height,
-                                                    fr.width, side, k)
+                f[f"image/{n}"] = downsampled_frame(lambda i, j: _at_side(_rows(frames_h5["frames"], rows[i:j]), side),
+                                                    g["y0"].to_numpy(), g["x0"].to_numpy(), fr.height, fr.width,
+                                                    side, k)
             f[f"heat/{n}"] = heat_map(g["y0"].to_numpy(), g["x0"].to_numpy(), g["value"].to_numpy(np.float64),
                                       fr.height, fr.width, side, k)
             factors.append(k)

@@ -95,7 +95,8 @@ def upsample(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     *nearest* input pixel is (the masked share of a frame stays what it was: one masked pixel becomes a
     ``scale`` x ``scale`` block, not the ~4x larger footprint of every output pixel it touches), and each
     unmasked output pixel is the bilinear mean of the unmasked input pixels under it only (weights
-    renormalised: ``resize(x * valid) / resize(valid)``), so no fill value leaks into the tile.
+    renormalised: ``resize(x * valid) / resize(valid)``), so no fill value leaks into the tile. At the
+    frame's border the edge pixels are held (``mode="edge"``), not mirrored.
     """
     n = len(images)
     out = np.empty((n, *shape), np.float32)
