@@ -32,7 +32,6 @@ from .population import pooled_populations
 from .figures import (MASK_COLOUR, data_uri, fmt_num, fmt_seconds, gallery_images, latent_map_png,
                       latent_map_svg, message_png, training_curves_png)
 from .tables import read_table
-from .tiling import frame_extent
 
 log = logging.getLogger("cnnpipe")
 
@@ -193,12 +192,7 @@ def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, 
             comp_rows.append({"name": c, "help": components.description(c), "value": fmt_num(v),
                               "pct": None if pd.isna(v) else round(float(pct[c][n]) * 100)})
         label = row.get("label", np.nan) if row is not None else np.nan
-        where = None
-        if m is not None:  # side: the tile's side in frame pixels (less than tile_size where resampled up)
-            side = int(frame_extent(tile, getattr(m, "scale", 1.0)))
-            where = {"frame": int(m.frame), "y0": int(m.y0), "x0": int(m.x0), "height": int(m.height),
-                     "width": int(m.width), "side": side,
-                     "tiled": bool(m.y0 or m.x0 or m.height > side or m.width > side)}
+        where = report_where.card_where(m, tile) if m is not None else None
         cards.append({"rank": rank, "source": key[0], "key": key[1], "index": key[2],
                       "score": fmt_num(row["score"]) if row is not None else "",
                       "label": "" if pd.isna(label) else str(label), "components": comp_rows,

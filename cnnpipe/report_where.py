@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import framemap, sky
 from .figures import data_uri, png_bytes
+from .tiling import frame_extent
 
 SKY_COLUMNS = sky.COLUMNS  # coordinate columns: the report keeps them out of its score columns
 
@@ -35,6 +36,15 @@ def coordinates(row: pd.Series | None) -> dict | None:
         axes = str(row.get("world_axes") or "world")
         out["world"] = f"{axes}: {row['x_world']:.6f}, {row['y_world']:.6f}"
     return out
+
+
+def card_where(m, tile: int) -> dict:
+    """Where a card's tile is in its frame, from its manifest row ``m``: offsets, frame shape, the tile's
+    ``side`` in frame pixels (less than ``tile`` where a small frame was resampled up) and whether the
+    frame is more than that one tile."""
+    side = int(frame_extent(tile, getattr(m, "scale", 1.0)))
+    return {"frame": int(m.frame), "y0": int(m.y0), "x0": int(m.x0), "height": int(m.height),
+            "width": int(m.width), "side": side, "tiled": bool(m.y0 or m.x0 or m.height > side or m.width > side)}
 
 
 def card_frame(maps: dict, card: dict, tile: int) -> np.ndarray | None:
