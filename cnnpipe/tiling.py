@@ -18,6 +18,8 @@ from typing import Iterator
 import numpy as np
 from skimage.transform import resize
 
+from .normalise import finite_rows
+
 SMALL_FRAMES = ("upsample", "pad")  # ingest.small_frames
 
 
@@ -100,19 +102,20 @@ def upsample(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """
     n = len(images)
     out = np.empty((n, *shape), np.float32)
-    valid = np.isfinite(images)
-    dirty = ~valid.reshape(n, -1).all(axis=1)
-    clean = np.flatnonzero(~dirty)
-    if len(clean):
-        block = images if len(clean) == n else images[clean]
-        out[clean] = resize(block, (len(block), *shape), order=1, anti_aliasing=False, mode="edge")
-    for i in np.flatnonzero(dirty):
-        ok = valid[i]
-        total = resize(np.where(ok, images[i], 0.0), shape, order=1, anti_aliasing=False, mode="edge")
-        weight = resize(ok.astype(np.float64), shape, order=1, anti_aliasing=False, mode="edge")
-        keep = resize(ok, shape, order=0, anti_aliasing=False, mode="edge") & (weight > 0)
+    clean = finite_rows(images.reshape(n, -1))
+
+    def size(block: np.ndarray, order: int = 1) -> np.ndarray:
+        return resize(block, (len(block), *shape), order=order, anti_aliasing=False, mode="edge")
+
+    if clean.any():
+        out[clean] = size(images if clean.all() else images[clean])
+    if not clean.all():
+        dirty = images[~clean]
+        ok = np.isfinite(dirty)
+        total, weight = size(np.where(ok, dirty, np.float32(0))), size(ok.astype(np.float32))
+        keep = size(ok, order=0) & (weight > 0)
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[i] = np.where(keep, total / weight, np.nan)
+            out[~clean] = np.where(keep, total / weight, np.nan)
     return out
 
 
