@@ -102,6 +102,8 @@ def upsample(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """
     n = len(images)
     out = np.empty((n, *shape), np.float32)
+    if n == 0:  # (a block whose frames are all unusable)
+        return out
     clean = finite_rows(images.reshape(n, -1))
 
     def size(block: np.ndarray, order: int = 1) -> np.ndarray:

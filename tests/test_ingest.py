@@ -253,6 +253,19 @@ def test_pad_mode_reproduces_the_padded_tiles(tmp_path):
     np.testing.assert_array_equal(stored["coldness"], peaks["coldness"].reshape(-1))
 
 
+def test_all_nan_small_frames_are_quarantined_and_the_others_resampled(tmp_path):
+    frames = np.random.default_rng(5).normal(100.0, 5.0, (3, 32, 32)).astype(np.float32)
+    frames[1] = np.nan
+    cfg = config.parse({"inputs": _write(tmp_path, frames, "h5"), "ingest": {"n_shards": 1}})
+    df = _run(cfg, tmp_path).sort_values("index", ignore_index=True)
+    assert df.status.tolist() == ["ok", "quarantined", "ok"] and "all pixels are NaN" in df.reason[1]
+    assert df[df.status == "ok"].scale.tolist() == [2.0, 2.0]
+    (tmp_path / "one").mkdir()
+    cfg = config.parse({"inputs": _write(tmp_path / "one", frames[1:2], "h5"), "ingest": {"n_shards": 1}})
+    only = ingest.ingest_shard(cfg, 0, tmp_path / "one" / "shard-0.h5")     # a batch with no usable frame
+    assert only.status.tolist() == ["quarantined"]
+
+
 def test_frames_below_min_frame_side_are_still_quarantined(tmp_path):
     cfg = config.parse({"inputs": _write(tmp_path, np.ones((2, 6, 40), np.float32), "h5"),
                         "ingest": {"n_shards": 1}})
