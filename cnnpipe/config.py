@@ -101,6 +101,7 @@ class Ingest:
     n_shards: int
     tile_size: int
     tile_overlap: int
+    small_frames: str
     hdf5_dataset: str | None
     hdf5_labels: str | None
     chunk_frames: int

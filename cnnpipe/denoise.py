@@ -102,6 +102,7 @@ def _write_fits(out: Path, rows: pd.DataFrame, recon: np.ndarray, valid: np.ndar
         hdu.header["CNPFRAME"] = (int(r.frame), "frame number within that HDU")
         hdu.header["CNPY0"] = (int(r.y0), "tile origin row in the input frame")
         hdu.header["CNPX0"] = (int(r.x0), "tile origin column in the input frame")
+        hdu.header["CNPSCALE"] = (float(getattr(r, "scale", 1.0)), "tile pixels per input frame pixel")
         hdus.append(hdu)
     with atomic_path(out) as tmp:
         fits.HDUList(hdus).writeto(tmp)
@@ -114,6 +115,7 @@ def _write_hdf5(out: Path, rows: pd.DataFrame, recon: np.ndarray, valid: np.ndar
         f.create_dataset("key", data=rows["key"].astype(str).to_numpy().astype(object), dtype=h5py.string_dtype())
         for col in ("index", "frame", "y0", "x0"):
             f.create_dataset(col, data=rows[col].to_numpy(np.int64))
+        f.create_dataset("scale", data=rows["scale"].to_numpy(np.float64) if "scale" in rows else np.ones(len(rows)))
         for k, v in prov.items():
             f.attrs[k] = v
         f.attrs["channels"] = ["intensity", "sobel", "direction"][: recon.shape[1]]

@@ -16,9 +16,11 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.colors import Normalize
+from skimage.transform import resize
 
 from .atomic import atomic_path
 from .figures import colourise, robust_range
+from .tiling import table_extent
 
 FRAME = ["source", "key", "frame"]
 BOX_RGB = (255, 59, 48)        # the tile's outline on the frame
@@ -98,12 +100,22 @@ def _rows(ds: h5py.Dataset, rows: np.ndarray) -> np.ndarray:
     return out
 
 
+def _at_side(tiles: np.ndarray, side: int) -> np.ndarray:
+    """Tiles (n, T, T) resampled (bilinear) to ``side`` pixels a side: a resampled frame's tiles back at
+    frame resolution (a masked pixel stays masked); unchanged when ``side`` is T."""
+    if side == tiles.shape[-1]:
+        return tiles
+    return resize(tiles, (len(tiles), side, side), order=1, anti_aliasing=False, mode="edge").astype(np.float32)
+
+
 def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFrame, frames: pd.DataFrame,
           tile: int, pixels: int, out: str | Path) -> int:
-    """Write ``out`` (HDF5): per frame of ``frames`` (``source, key, frame, height, width``) its image
-    downsampled to at most ``pixels`` a side and the heat map of its tiles' ``value`` (from ``scores``,
+    """Write ``out`` (HDF5): per frame of ``frames`` (``source, key, frame, height, width``, ``scale``) its
+    image downsampled to at most ``pixels`` a side and the heat map of its tiles' ``value`` (from ``scores``,
     keyed by ``source, key, index``). ``tiles``: manifest rows (``source, key, index, frame, shard, row,
-    y0, x0``) of every tile of those frames; ``shards``: frames shard file by shard number."""
+    y0, x0``) of every tile of those frames; ``shards``: frames shard file by shard number. The map is in
+    frame pixels: the tiles of a frame resampled up at ingest (scale > 1) are resampled back to their
+    side in frame pixels (:func:`cnnpipe.tiling.frame_extent`) before they are pasted."""
     tiles = tiles.merge(scores, on=["source", "key", "index"], how="left")
     groups = dict(list(tiles.groupby(FRAME, sort=False)))
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
@@ -113,18 +125,18 @@ def build(shards: dict[int, str | Path], tiles: pd.DataFrame, scores: pd.DataFra
         for name in ("frame", "height", "width"):
             f[name] = frames[name].to_numpy(np.int64)
         factors = []
-        for n, fr in enumerate(frames.itertuples(index=False)):
+        for n, (fr, side) in enumerate(zip(frames.itertuples(index=False), table_extent(frames, tile))):
             g = groups[(fr.source, fr.key, fr.frame)]
             k = factor(fr.height, fr.width, pixels)
             g = g.sort_values(["y0", "x0"], kind="stable")
             (shard,) = g["shard"].unique()                       # a frame is read by one ingest job
-            rows = g["row"].to_numpy()
+            rows, side = g["row"].to_numpy(), int(side)
             with h5py.File(shards[int(shard)], "r") as frames_h5:
-                f[f"image/{n}"] = downsampled_frame(lambda i, j: _rows(frames_h5["frames"], rows[i:j]),
+                f[f"image/{n}"] = downsampled_frame(lambda i, j: _at_side(_rows(frames_h5["frames"], rows[i:j]), side),
                                                     g["y0"].to_numpy(), g["x0"].to_numpy(), fr.height, fr.width,
-                                                    tile, k)
+                                                    side, k)
             f[f"heat/{n}"] = heat_map(g["y0"].to_numpy(), g["x0"].to_numpy(), g["value"].to_numpy(np.float64),
-                                      fr.height, fr.width, tile, k)
+                                      fr.height, fr.width, side, k)
             factors.append(k)
         f["factor"] = np.asarray(factors, np.int64)
     return len(frames)

@@ -24,12 +24,12 @@ from .progress import progress
 from .readers import Block, Problem, plan_units, population, read_unit, resolve_inputs, shard_units
 from .shards import ShardWriter
 from .tables import read_manifest, write_csv
-from .tiling import cut_tiles, tile_starts, tiles_per_frame
+from .tiling import cut_tiles, frame_extent, frame_starts, model_shape, tile_starts, tiles_per_frame, upsample
 
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["source", "key", "index", "shard", "row", "height", "width", "status", "reason",
-                    "frame", "y0", "x0", "label", "header", "population", "wcs", "wcs_problem"]
+                    "frame", "y0", "x0", "scale", "label", "header", "population", "wcs", "wcs_problem"]
 
 
 def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
@@ -42,17 +42,26 @@ def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
     and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN). The frames, not their
     overlapping tiles (up to 2.25x the pixels), are scaled, then cut; ``overwrite``: scaled in place in
     ``images`` (ingestion's arrays are its own), so frames of exactly one tile are never copied.
+
+    Frames smaller than the tile (``ingest.small_frames: upsample``) are resampled up after scaling
+    (:func:`cnnpipe.tiling.upsample`) and then cut; ``where`` and the stats stay in original frame pixels:
+    each tile's outlier pixels are measured on the raw frame over the area the tile covers (a hot pixel is
+    one pixel of the frame, not the blur of it that interpolation makes).
     """
     n, ing = cfg.ingest.normalise, cfg.ingest
     offset, scale, usable = frame_scales(images, n.method, n.percentiles)
     keep = np.flatnonzero(usable)
     raw = images if len(keep) == len(images) else images[keep]
-    ys, xs = (tile_starts(max(side, ing.tile_size), ing.tile_size, ing.tile_overlap) for side in raw.shape[1:])
+    height, width, factor = model_shape(*raw.shape[1:], ing.tile_size, ing.small_frames)
+    ys, xs = (frame_starts(tile_starts(max(side, ing.tile_size), ing.tile_size, ing.tile_overlap), factor)
+              for side in (height, width))
     per = len(ys) * len(xs)
-    stats = (outlier_peaks(raw, ys, xs, ing.tile_size) if ing.pixel_outliers
+    stats = (outlier_peaks(raw, ys, xs, int(frame_extent(ing.tile_size, factor))) if ing.pixel_outliers
              else {s: np.zeros((len(raw), len(ys), len(xs)), np.float32) for s in STATS})
     scaled = apply_scales(raw, offset[keep], scale[keep], n.method, n.asinh_softening,
                           out=raw if overwrite or raw is not images else None)  # (a selection is a copy)
+    if factor != 1:
+        scaled = upsample(scaled, (height, width))
     tiles = cut_tiles(scaled, ing.tile_size, ing.tile_overlap)[0]
     where = np.stack([np.repeat(keep, per), np.tile(np.repeat(ys, len(xs)), len(keep)),
                       np.tile(xs, len(ys) * len(keep))], axis=1).astype(np.int64)
@@ -93,8 +102,9 @@ def _records(cfg: Config, units: list, shard: int) -> Iterator[tuple[Block | Pro
 
 
 def _batch_rows(batch: Batch, where: np.ndarray, usable: np.ndarray, labels: np.ndarray, shard: int, first_row: int,
-                per_frame: int) -> list[dict[str, np.ndarray]]:
-    """Manifest columns of a batch: a quarantine row per unusable frame, an ok row per tile."""
+                per_frame: int, scale: float) -> list[dict[str, np.ndarray]]:
+    """Manifest columns of a batch: a quarantine row per unusable frame, an ok row per tile (``scale``: model
+    pixels per frame pixel of the batch's frames, :func:`cnnpipe.tiling.model_shape`)."""
     parts, first = [], 0  # first: this block's first frame in the batch
     for rec, pop in batch:
         n, (h, w) = len(rec.images), rec.images.shape[1:]
@@ -110,8 +120,8 @@ def _batch_rows(batch: Batch, where: np.ndarray, usable: np.ndarray, labels: np.
             frame = rec.start + where[mine, 0] - first
             index = frame * per_frame + np.arange(len(mine)) % per_frame  # the same whichever shard reads it
             parts.append(_rows(rec.source, rec.key, index, shard, first_row + mine, h, w, "ok", "", frame,
-                               where[mine, 1], where[mine, 2], labels[mine], json.dumps(rec.header, default=str), pop,
-                               rec.wcs, rec.wcs_problem))
+                               where[mine, 1], where[mine, 2], scale, labels[mine], json.dumps(rec.header, default=str),
+                               pop, rec.wcs, rec.wcs_problem))
         first += n
     return parts
 
@@ -132,6 +142,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
         writer = ShardWriter(f)
         f.attrs["normalise"] = ing.normalise.method
         f.attrs["tile_size"], f.attrs["tile_overlap"] = size, ing.tile_overlap
+        f.attrs["small_frames"] = ing.small_frames
         for batch in _batches(records):
             if isinstance(batch, Problem):
                 parts.append(_rows(batch.source, batch.key, batch.frame, shard, -1, 0, 0, "quarantined", batch.reason))
@@ -149,8 +160,9 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
                     log.warning("quarantined %s [%s]: %s", printable(b.source), b.key, reason)
                 continue
             labels = np.concatenate([b.labels for b in blocks]).astype(np.int64)[where[:, 0]]
-            per_frame = tiles_per_frame(*images.shape[1:], size, ing.tile_overlap)
-            parts += _batch_rows(batch, where, usable, labels, shard, writer.n, per_frame)
+            height, width, scale = model_shape(*images.shape[1:], size, ing.small_frames)
+            per_frame = tiles_per_frame(height, width, size, ing.tile_overlap)
+            parts += _batch_rows(batch, where, usable, labels, shard, writer.n, per_frame, scale)
             if len(cut):
                 writer.append(frames=cut, **stats, label=labels)
         writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
@@ -163,12 +175,12 @@ def printable(path: str) -> str:
     return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
-def _rows(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, label=-1,
+def _rows(source, key, index, shard, row, height, width, status, reason, frame=-1, y0=0, x0=0, scale=1.0, label=-1,
           header="{}", population="", wcs="", wcs_problem="") -> dict[str, np.ndarray]:
     """Manifest columns of one block: arrays give one row per element, scalars are repeated (one row if
     nothing is an array). Plain arrays, not a DataFrame: building one per block costs more than the block."""
     cols = dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
-                status=status, reason=reason, frame=frame, y0=y0, x0=x0, label=label, header=header,
+                status=status, reason=reason, frame=frame, y0=y0, x0=x0, scale=scale, label=label, header=header,
                 population=population, wcs=wcs, wcs_problem=wcs_problem)
     m = max([len(v) for v in cols.values() if np.ndim(v)], default=1)
     return {c: np.asarray(v) if np.ndim(v) else np.full(m, v, dtype=object if isinstance(v, str) else None)

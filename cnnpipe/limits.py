@@ -30,8 +30,9 @@ def frame_problem(height: int, width: int, limits: Limits, what: str) -> str | N
     """Refuse frames too large to hold in memory or too small to carry any structure.
 
     ``max_frame_pixels`` bounds one frame (it is read whole); ``min_frame_side``: a frame narrower than that is
-    almost all padding once it is padded to a tile, so a (20000, 1, 1) cube would become 20000 tiles of NaN
-    (a shard thousands of times the input's size) with nothing for the Sobel filter or the models to see.
+    almost all interpolation (or padding) once it is resampled (or padded) to a tile, so a (20000, 1, 1) cube
+    would become 20000 tiles (a shard thousands of times the input's size) with nothing for the Sobel filter
+    or the models to see.
     """
     if height * width > limits.max_frame_pixels:
         return (f"{what} declares {height}x{width} = {height * width} pixels per frame, more than "

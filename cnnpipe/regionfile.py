@@ -26,6 +26,7 @@ from regions import PixCoord, RectanglePixelRegion, Regions
 from . import sky
 from .atomic import atomic_dir
 from .readers import file_kind
+from .tiling import table_extent
 
 ID = ["source", "key", "index"]
 _SUFFIX = re.compile(r"(\.(fits|fit|fts)(\.gz|\.fz)?|\.fz)$", re.IGNORECASE)
@@ -44,7 +45,8 @@ def region_name(source: str, key: str, frame: int, root: str, cube: bool) -> str
 
 
 def tile_box(y0: int, x0: int, height: int, width: int, tile: int, wcs_json: str, text: str):
-    """The tile's box: a sky rectangle when the frame has a celestial WCS, else a pixel rectangle."""
+    """The tile's box: a sky rectangle when the frame has a celestial WCS, else a pixel rectangle; ``tile``:
+    its side in frame pixels (:func:`cnnpipe.tiling.frame_extent`)."""
     cx, cy = sky.tile_centres(y0, x0, height, width, tile)  # 0-based, as regions' PixCoord expects
     box = RectanglePixelRegion(PixCoord(float(cx), float(cy)), width=float(min(tile, width - x0)),
                                height=float(min(tile, height - y0)))
@@ -73,9 +75,9 @@ def write_regions(top: pd.DataFrame, frames: pd.DataFrame, tile: int, out_dir: s
     """Write a region file per FITS frame holding any of the ``top`` rows into ``out_dir`` (replaced as a
     whole); return how many files.
 
-    ``top``: ranked rows with ``source, key, frame, y0, x0, score, rank``; ``frames``: every usable frame
-    with ``source, key, frame, height, width, wcs`` (names are relative to all FITS inputs' common folder,
-    so they do not change when the ranking does).
+    ``top``: ranked rows with ``source, key, frame, y0, x0, score, rank``; ``frames``: every usable frame with
+    ``source, key, frame, height, width, wcs`` and ``scale`` (boxes are in frame pixels). Names are relative
+    to all FITS inputs' common folder, so they do not change when the ranking does.
     """
     frames = frames[frames["source"].map(file_kind) == "fits"]
     planes = frames.groupby(["source", "key"])["frame"].nunique()
@@ -88,8 +90,9 @@ def write_regions(top: pd.DataFrame, frames: pd.DataFrame, tile: int, out_dir: s
         for (source, key, frame), g in groups:
             cube = (source, key) in cubes
             name = region_name(source, key, int(frame), root, cube)
-            boxes = [tile_box(int(r.y0), int(r.x0), int(r.height), int(r.width), tile, r.wcs,
-                              f"#{int(r.rank)} score {r.score:.3g}") for r in g.itertuples()]
+            sides = table_extent(g, tile)
+            boxes = [tile_box(int(r.y0), int(r.x0), int(r.height), int(r.width), int(side), r.wcs,
+                              f"#{int(r.rank)} score {r.score:.3g}") for r, side in zip(g.itertuples(), sides)]
             where = ("" if key == "0" else f" HDU {key}") + (f" plane {frame}" if cube else "")
             comments = [f"# cnnpipe: top anomalies in {source}{where}",
                         f"# {ds9_command(source, key, int(frame), cube, os.path.join(out_dir, name))}"]

@@ -192,10 +192,7 @@ def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, 
             comp_rows.append({"name": c, "help": components.description(c), "value": fmt_num(v),
                               "pct": None if pd.isna(v) else round(float(pct[c][n]) * 100)})
         label = row.get("label", np.nan) if row is not None else np.nan
-        where = None
-        if m is not None:
-            where = {"frame": int(m.frame), "y0": int(m.y0), "x0": int(m.x0), "height": int(m.height),
-                     "width": int(m.width), "tiled": bool(m.y0 or m.x0 or m.height > tile or m.width > tile)}
+        where = report_where.card_where(m, tile) if m is not None else None
         cards.append({"rank": rank, "source": key[0], "key": key[1], "index": key[2],
                       "score": fmt_num(row["score"]) if row is not None else "",
                       "label": "" if pd.isna(label) else str(label), "components": comp_rows,

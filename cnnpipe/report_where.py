@@ -15,6 +15,7 @@ import pandas as pd
 
 from . import framemap, sky
 from .figures import data_uri, png_bytes
+from .tiling import frame_extent
 
 SKY_COLUMNS = sky.COLUMNS  # coordinate columns: the report keeps them out of its score columns
 
@@ -37,16 +38,27 @@ def coordinates(row: pd.Series | None) -> dict | None:
     return out
 
 
+def card_where(m, tile: int) -> dict:
+    """Where a card's tile is in its frame, from its manifest row ``m``: offsets, frame shape, the tile's
+    ``side`` in frame pixels (less than ``tile`` where a small frame was resampled up) and whether the
+    frame is more than that one tile."""
+    side = int(frame_extent(tile, getattr(m, "scale", 1.0)))
+    return {"frame": int(m.frame), "y0": int(m.y0), "x0": int(m.x0), "height": int(m.height),
+            "width": int(m.width), "side": side, "tiled": bool(m.y0 or m.x0 or m.height > side or m.width > side)}
+
+
 def card_frame(maps: dict, card: dict, tile: int) -> np.ndarray | None:
-    """RGBA of the card's whole frame, downsampled, with its tile outlined; None for an untiled frame
-    (the input thumbnail is then the whole frame) or one without a view."""
+    """RGBA of the card's whole frame, downsampled, with its tile outlined (its side: the card's
+    ``where["side"]`` in frame pixels, else ``tile``); None for an untiled frame (the input thumbnail is
+    then the whole frame) or one without a view."""
     where = card.get("where")
     if not where or not where["tiled"]:
         return None
     m = maps.get((card["source"], card["key"], where["frame"]))
     if m is None:
         return None
-    h, w = min(tile, where["height"] - where["y0"]), min(tile, where["width"] - where["x0"])
+    side = where.get("side", tile)
+    h, w = min(side, where["height"] - where["y0"]), min(side, where["width"] - where["x0"])
     return framemap.boxed(framemap.grey_rgba(m["image"]), where["y0"], where["x0"], h, w, m["factor"])
 
 

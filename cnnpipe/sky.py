@@ -22,6 +22,8 @@ from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 from astropy.wcs.utils import wcs_to_celestial_frame
 
+from .tiling import table_extent
+
 _WCSLIB_WHERE = re.compile(r"ERROR \d+ in \w+\(\) at line \d+ of file \S+:\s*")  # wcslib's source location
 
 #: Columns ranking adds to anomalies.csv / anomalies_by_frame.csv.
@@ -72,21 +74,23 @@ def axes_name(w: WCS) -> str:
 
 
 def tile_centres(y0: np.ndarray, x0: np.ndarray, height: np.ndarray, width: np.ndarray,
-                 tile: int) -> tuple[np.ndarray, np.ndarray]:
-    """0-based (x, y) pixel centres of tiles at offsets (y0, x0); a frame smaller than ``tile`` (padded at
-    ingest) counts only its own pixels."""
+                 tile) -> tuple[np.ndarray, np.ndarray]:
+    """0-based (x, y) pixel centres of tiles at offsets (y0, x0) whose side is ``tile`` frame pixels (one
+    number, or one per tile: :func:`cnnpipe.tiling.frame_extent` of a resampled frame); a frame smaller
+    than the tile (padded at ingest) counts only its own pixels."""
     w = np.minimum(tile, np.asarray(width) - np.asarray(x0))
     h = np.minimum(tile, np.asarray(height) - np.asarray(y0))
     return np.asarray(x0) + (w - 1) / 2.0, np.asarray(y0) + (h - 1) / 2.0
 
 
 def tile_coordinates(tiles: pd.DataFrame, tile: int) -> pd.DataFrame:
-    """:data:`COLUMNS` for tiles with ``y0, x0, height, width, wcs`` (manifest columns), in their order.
+    """:data:`COLUMNS` for tiles with ``y0, x0, height, width, wcs`` and ``scale`` (manifest columns; no
+    ``scale``: 1) of a run with ``ingest.tile_size`` ``tile``, in their order.
 
     ``x_image``/``y_image``: 1-based pixel centre; ``x_world``/``y_world``: the WCS's first and second world
     axes there (degrees for celestial axes), NaN without a WCS; ``world_axes``: what those axes are.
     """
-    x, y = tile_centres(tiles["y0"], tiles["x0"], tiles["height"], tiles["width"], tile)
+    x, y = tile_centres(tiles["y0"], tiles["x0"], tiles["height"], tiles["width"], table_extent(tiles, tile))
     out = pd.DataFrame({"x_image": x + 1.0, "y_image": y + 1.0, "x_world": np.nan, "y_world": np.nan,
                         "world_axes": ""}, index=tiles.index)
     codes, texts = pd.factorize(tiles["wcs"].fillna("").astype(str))
@@ -102,9 +106,9 @@ def tile_coordinates(tiles: pd.DataFrame, tile: int) -> pd.DataFrame:
 
 def add_coordinates(ranked: pd.DataFrame, frames: pd.DataFrame, tile: int) -> pd.DataFrame:
     """``ranked`` (with ``source, key, frame, y0, x0``) plus :data:`COLUMNS`; ``frames``: one row per frame
-    with ``source, key, frame, height, width, wcs`` (:func:`cnnpipe.tables.read_frames`)."""
-    geo = ranked[["source", "key", "frame", "y0", "x0"]].merge(
-        frames[["source", "key", "frame", "height", "width", "wcs"]], on=["source", "key", "frame"], how="left")
+    with ``source, key, frame, height, width, wcs`` and ``scale`` (:func:`cnnpipe.tables.read_frames`)."""
+    cols = ["source", "key", "frame", "height", "width", *(["scale"] if "scale" in frames else []), "wcs"]
+    geo = ranked[["source", "key", "frame", "y0", "x0"]].merge(frames[cols], on=["source", "key", "frame"], how="left")
     geo.index = ranked.index
     return pd.concat([ranked.drop(columns=[c for c in COLUMNS if c in ranked]), tile_coordinates(geo, tile)],
                      axis=1)

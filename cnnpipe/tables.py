@@ -36,12 +36,16 @@ def _ok_chunks(path: str | Path, columns: list[str], chunk_rows: int):
 
 
 def read_frames(path: str | Path, chunk_rows: int = 200_000) -> pd.DataFrame:
-    """One row per usable frame of a manifest: ``source, key, frame, height, width, wcs, wcs_problem`` ('' =
-    none). Read in chunks: the manifest has a row per tile, each repeating its frame's header and WCS."""
+    """One row per usable frame of a manifest: ``source, key, frame, height, width, scale, wcs, wcs_problem``
+    ('' = none; ``scale`` 1 in a manifest written before it existed). Read in chunks: the manifest has a row
+    per tile, each repeating its frame's header and WCS."""
     frame = ["source", "key", "frame"]
-    cols = [*frame, "height", "width", "wcs", "wcs_problem"]
+    has_scale = "scale" in pd.read_csv(path, nrows=0).columns
+    cols = [*frame, "height", "width", *(["scale"] if has_scale else []), "wcs", "wcs_problem"]
     frames = pd.concat([c.drop_duplicates(frame) for c in _ok_chunks(path, cols, chunk_rows)], ignore_index=True)
     frames = frames.drop_duplicates(frame, ignore_index=True)
+    if not has_scale:
+        frames.insert(5, "scale", 1.0)
     frames[["wcs", "wcs_problem"]] = frames[["wcs", "wcs_problem"]].fillna("")
     return frames
 

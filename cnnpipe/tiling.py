@@ -1,4 +1,9 @@
-"""Cut frames into fixed-size model inputs: overlapping tiles for large frames, NaN padding for small ones.
+"""Cut frames into fixed-size model inputs: overlapping tiles for large frames; small ones resampled up or padded.
+
+A frame smaller than the tile along either side is, by default (``ingest.small_frames: upsample``),
+resampled (bilinear) so that its shorter side is the tile side, aspect ratio kept, and then tiled like any
+other frame; ``pad`` instead pads it with NaN (masked) up to the tile. Tile positions are always kept in
+the original frame's pixels: a resampled frame's ``scale`` (model pixels per frame pixel) maps them.
 
 Why overlap: an object cut by a tile edge is seen whole in no tile of a plain grid; with an overlap of
 ``o`` pixels every object up to ``o`` pixels across lies whole inside some tile. Its price is
@@ -11,6 +16,11 @@ from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
+from skimage.transform import resize
+
+from .normalise import finite_rows
+
+SMALL_FRAMES = ("upsample", "pad")  # ingest.small_frames
 
 
 def tile_starts(length: int, tile: int, overlap: int) -> list[int]:
@@ -47,6 +57,70 @@ def cut_tiles(images: np.ndarray, tile: int, overlap: int) -> tuple[np.ndarray, 
     return out.reshape(-1, tile, tile), ys, xs
 
 
+def model_shape(height: int, width: int, tile: int, small_frames: str = "upsample") -> tuple[int, int, float]:
+    """``(H, W, scale)``: the shape a ``height`` x ``width`` frame is tiled at, and model pixels per frame
+    pixel. ``upsample`` and a side below ``tile``: the shorter side becomes ``tile``, the longer one
+    ``round(side * scale)`` (aspect ratio kept to the pixel); else the frame as it is (scale 1)."""
+    if small_frames not in SMALL_FRAMES:
+        raise ValueError(f"unknown ingest.small_frames '{small_frames}' (one of {', '.join(SMALL_FRAMES)})")
+    short = min(height, width)
+    if small_frames == "pad" or short >= tile or short == 0:
+        return height, width, 1.0
+    scale = tile / short
+    return (tile if height == short else round(height * scale),
+            tile if width == short else round(width * scale), scale)
+
+
+def frame_extent(tile: int, scale) -> np.ndarray:
+    """A tile's side in original frame pixels: ``tile`` for frames tiled as they are (scale 1), the shorter
+    side for resampled ones. ``scale``: a number or an array (one per tile)."""
+    return np.rint(tile / np.asarray(scale, np.float64)).astype(np.int64)
+
+
+def table_extent(table, tile: int) -> np.ndarray:
+    """:func:`frame_extent` of every row of a manifest-like table: by its ``scale`` column, 1 where it has
+    none (a manifest from before resampling existed, a hand-made table)."""
+    scale = table["scale"].to_numpy(np.float64) if "scale" in table else np.ones(len(table))
+    return frame_extent(tile, np.nan_to_num(scale, nan=1.0))  # (NaN: a row of no frame; its height is NaN too)
+
+
+def frame_starts(starts: list[int], scale: float) -> list[int]:
+    """Tile starts on the resampled grid -> the nearest original frame pixel (exact for whole scales)."""
+    return starts if scale == 1 else [int(v) for v in np.rint(np.asarray(starts) / scale)]
+
+
+def upsample(images: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A block (n, h, w) resampled to (n, *shape), bilinear (scikit-image ``resize(order=1)``, no
+    anti-aliasing: it only enlarges). NaN marks masked pixels.
+
+    Frames without masked pixels are resized as they are. In the others an output pixel is masked where its
+    *nearest* input pixel is (the masked share of a frame stays what it was: one masked pixel becomes a
+    ``scale`` x ``scale`` block, not the ~4x larger footprint of every output pixel it touches), and each
+    unmasked output pixel is the bilinear mean of the unmasked input pixels under it only (weights
+    renormalised: ``resize(x * valid) / resize(valid)``), so no fill value leaks into the tile. At the
+    frame's border the edge pixels are held (``mode="edge"``), not mirrored.
+    """
+    n = len(images)
+    out = np.empty((n, *shape), np.float32)
+    if n == 0:  # (a block whose frames are all unusable)
+        return out
+    clean = finite_rows(images.reshape(n, -1))
+
+    def size(block: np.ndarray, order: int = 1) -> np.ndarray:
+        return resize(block, (len(block), *shape), order=order, anti_aliasing=False, mode="edge")
+
+    if clean.any():
+        out[clean] = size(images if clean.all() else images[clean])
+    if not clean.all():
+        dirty = images[~clean]
+        ok = np.isfinite(dirty)
+        total, weight = size(np.where(ok, dirty, np.float32(0))), size(ok.astype(np.float32))
+        keep = size(ok, order=0) & (weight > 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[~clean] = np.where(keep, total / weight, np.nan)
+    return out
+
+
 def tiles(image: np.ndarray, tile: int, overlap: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(y0, x0, tile_image)`` of one frame; frames smaller than ``tile`` are padded with NaN (masked)."""
     cut, ys, xs = cut_tiles(np.asarray(image)[None], tile, overlap)
@@ -55,7 +129,8 @@ def tiles(image: np.ndarray, tile: int, overlap: int) -> Iterator[tuple[int, int
 
 
 def tiles_per_frame(height: int, width: int, tile: int, overlap: int) -> int:
-    """How many tiles :func:`tiles` cuts from a ``height`` x ``width`` frame."""
+    """How many tiles :func:`tiles` cuts from a ``height`` x ``width`` frame (the shape it is tiled at:
+    :func:`model_shape`)."""
     return len(tile_starts(max(height, tile), tile, overlap)) * len(tile_starts(max(width, tile), tile, overlap))
 
 

@@ -177,8 +177,8 @@ def cmd_frame_maps(args) -> None:
     ids = ["source", "key", "index"]
     top = read_tiles(args.manifest, [*ids, "frame"], ranked.nsmallest(cfg.report.top_k, "rank")[ids])
     show = frames_to_show(top, read_table(args.by_frame), cfg.report.frame_maps)
-    tiles = read_tiles(args.manifest, [*ids, "frame", "shard", "row", "y0", "x0", "height", "width"], show)
-    frames = show.merge(tiles[[*FRAME, "height", "width"]].drop_duplicates(FRAME), on=FRAME)
+    tiles = read_tiles(args.manifest, [*ids, "frame", "shard", "row", "y0", "x0", "height", "width", "scale"], show)
+    frames = show.merge(tiles[[*FRAME, "height", "width", "scale"]].drop_duplicates(FRAME), on=FRAME)
     scores = ranked[ids].assign(value=ranked["score"].rank(pct=True))  # heat: the tile's score percentile
     n = build({shard_number(p): p for p in args.frames}, tiles, scores, frames, cfg.ingest.tile_size,
               cfg.report.frame_pixels, args.out)

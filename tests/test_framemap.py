@@ -74,3 +74,28 @@ def test_heat_colours_are_ordered_and_uncovered_cells_transparent():
     assert rgba[0, 3, 3] == 0 and (rgba[0, :3, 3] == 255).all()
     lum = rgba[0, :3, :3].astype(int).sum(axis=1)
     assert lum[0] < lum[1] < lum[2]
+
+
+def test_a_resampled_small_frame_is_mapped_in_its_own_pixels(tmp_path):
+    """A 32x48 frame resampled up by 2 at ingest is two 64-pixel tiles 32 frame pixels a side: its view is
+    32x48 again (a smooth frame comes back to within the bilinear round trip), its heat map in frame pixels."""
+    from cnnpipe.tiling import cut_tiles, upsample
+
+    img = np.add.outer(np.linspace(0, 0.3, 32), np.linspace(0, 0.6, 48)).astype(np.float32)
+    img[5, 7] = np.nan
+    cut, ys, xs = cut_tiles(upsample(img[None], (64, 96)), 64, 16)
+    assert (ys, xs) == ([0], [0, 32])
+    with h5py.File(tmp_path / "shard-0.h5", "w") as f:
+        f["frames"] = cut
+    man = pd.DataFrame({"source": "a.fits", "key": "0", "index": [0, 1], "frame": 0, "shard": 0, "row": [0, 1],
+                        "y0": 0, "x0": [0, 16]})
+    scores = man[["source", "key", "index"]].assign(value=[0.25, 1.0])
+    frames = pd.DataFrame({"source": ["a.fits"], "key": ["0"], "frame": [0], "height": [32], "width": [48],
+                           "scale": [2.0]})
+    framemap.build({0: tmp_path / "shard-0.h5"}, man, scores, frames, 64, 256, tmp_path / "maps.h5")
+    m = framemap.read(tmp_path / "maps.h5")[("a.fits", "0", 0)]
+    assert m["factor"] == 1 and m["image"].shape == (32, 48)
+    np.testing.assert_allclose(m["image"], img, atol=0.01, equal_nan=True)
+    assert np.argwhere(np.isnan(m["image"])).tolist() == [[5, 7]]
+    np.testing.assert_array_equal(m["heat"][:, :16], 0.25)       # frame columns only the first tile covers
+    np.testing.assert_array_equal(m["heat"][:, 16:], 1.0)

@@ -81,3 +81,18 @@ def test_rewrite_replaces_the_folder(written, tmp_path):
     assert [p.name for p in out.rglob("*.reg")] == ["tan.reg"]
     assert not list(tmp_path.glob("regions.tmp-*"))
     assert len(Regions.read(out / "n1/tan.reg", format="ds9")) == 1
+
+
+def test_boxes_of_a_resampled_small_frame_are_in_its_own_pixels(tmp_path):
+    """A 32x48 frame resampled up by 2 at ingest (64-pixel tiles): its tiles are 32 frame pixels a side."""
+    text, _ = sky.capture(TAN, 32, 48)
+    frames = pd.DataFrame([("data/wide.fits", "0", 0, 32, 48, 2.0, ""), ("data/sky.fits", "0", 0, 32, 48, 2.0, text)],
+                          columns=["source", "key", "frame", "height", "width", "scale", "wcs"])
+    top = pd.DataFrame([("data/wide.fits", "0", 0, 0, 16, 2.0, 1), ("data/sky.fits", "0", 0, 0, 16, 1.0, 2)],
+                       columns=["source", "key", "frame", "y0", "x0", "score", "rank"])
+    write_regions(top, frames, 64, tmp_path / "regions")
+    (box,) = Regions.read(tmp_path / "regions/wide.reg", format="ds9")
+    assert (box.center.x, box.center.y, box.width, box.height) == (16 + 15.5, 15.5, 32, 32)
+    (sky_box,) = Regions.read(tmp_path / "regions/sky.reg", format="ds9")
+    back = sky_box.to_pixel(WCS(TAN))
+    assert back.center.x == pytest.approx(31.5, abs=1e-3) and back.width == pytest.approx(32, rel=1e-3)

@@ -514,3 +514,18 @@ def test_labelling_in_chromium_downloads_a_labels_csv_the_workflow_reads(tmp_pat
         (ODD, "0", "99", "boring"),
         (a.source[1], a.key[1], str(a["index"][1]), "boring"),
         (a.source[12], a.key[12], str(a["index"][12]), "interesting")]
+
+
+def test_a_resampled_small_frames_tile_is_boxed_in_frame_pixels():
+    """A tile of a 32x48 frame resampled up by 2 (ingest.small_frames: upsample) covers 32 frame pixels."""
+    from cnnpipe import report_where
+
+    row = pd.DataFrame({"frame": [0, 0], "y0": 0, "x0": [16, 0], "height": 32, "width": [48, 32], "scale": 2.0})
+    wide, square = (report_where.card_where(m, 64) for m in row.itertuples())
+    assert wide == {"frame": 0, "y0": 0, "x0": 16, "height": 32, "width": 48, "side": 32, "tiled": True}
+    assert square["side"] == 32 and not square["tiled"]          # one tile: the input thumbnail is the frame
+    maps = {("a.fits", "0", 0): {"image": np.zeros((32, 48), np.float32), "factor": 1}}
+    card = {"source": "a.fits", "key": "0", "where": wide}
+    red = np.all(report_where.card_frame(maps, card, 64)[..., :3] == framemap.BOX_RGB, axis=-1)
+    assert red[0, 16:48].all() and red[31, 16:48].all() and red[:, 16].all() and red[:, 47].all()
+    assert not red[:, :16].any() and not red[1:31, 17:47].any()

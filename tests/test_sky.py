@@ -88,3 +88,29 @@ def test_ingest_records_the_wcs_and_warns_about_a_broken_one(tmp_path, caplog):
     assert frames.loc[str(tmp_path / "wcs/tan.fits"), "wcs"] != ""
     assert "XYZ" in frames.loc[str(tmp_path / "wcs/broken.fits"), "wcs_problem"]
     assert frames.loc[str(tmp_path / "wcs/nowcs.fits"), ["wcs", "wcs_problem"]].tolist() == ["", ""]
+
+
+@pytest.mark.parametrize("small_frames", ["upsample", "pad"])
+def test_the_tile_of_a_resampled_small_frame_centres_on_the_frame_centre_on_the_sky(tmp_path, small_frames):
+    """A 32x32 FITS frame (64-pixel tiles): one tile whose sky centre is the frame's centre, whether the
+    frame was resampled up (scale 2) or padded; a 32x48 frame's second tile centres on frame column 31.5."""
+    header = _tan_header()
+    rng = np.random.default_rng(0)
+    for name, (h, w) in {"square.fits": (32, 32), "wide.fits": (32, 48)}.items():
+        fits.PrimaryHDU(rng.normal(100, 5, (h, w)).astype(np.float32), header=header).writeto(tmp_path / name)
+    cfg = config.parse({"inputs": [str(tmp_path)], "ingest": {"n_shards": 1, "small_frames": small_frames}})
+    ingest.write_csv(ingest.ingest_shard(cfg, 0, tmp_path / "shard-0.h5"), tmp_path / "manifest.csv")
+    frames = read_frames(tmp_path / "manifest.csv")
+    assert frames.scale.tolist() == ([2.0, 2.0] if small_frames == "upsample" else [1.0, 1.0])
+    ranked = pd.read_csv(tmp_path / "manifest.csv", dtype={"key": str})[["source", "key", "frame", "y0", "x0"]]
+    out = sky.add_coordinates(ranked, frames, 64).set_index(ranked.source.map(lambda s: s.rsplit("/", 1)[1]))
+    square = out.loc["square.fits"]
+    centre = WCS(header).pixel_to_world((32 - 1) / 2, (32 - 1) / 2)      # 0-based centre of the frame
+    assert (square.x_image, square.y_image) == (16.5, 16.5)
+    assert square.x_world == pytest.approx(centre.ra.deg, abs=1e-9)
+    assert square.y_world == pytest.approx(centre.dec.deg, abs=1e-9)
+    if small_frames == "upsample":
+        wide = out.loc["wide.fits"]
+        assert wide.x_image.tolist() == [16.5, 32.5] and wide.y_image.tolist() == [16.5, 16.5]
+        second = WCS(header).pixel_to_world(31.5, 15.5)
+        assert wide.x_world.iloc[1] == pytest.approx(second.ra.deg, abs=1e-9)

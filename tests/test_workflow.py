@@ -1,12 +1,14 @@
 """The whole workflow through Snakemake on tiny generated data (demo + malformed files)."""
 import io
 import re
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from regions import Regions
 
 import corpus
 from cnnpipe.corners import shi_tomasi
@@ -259,3 +261,42 @@ def test_labels_marked_in_the_page_rerank_after_a_rerun(run, tmp_path):
     assert after.loc[(boring.source, boring.key, boring["index"]), "label"] == "boring"
     bar = (wd / "results/report/index.html").read_text().split('id="labelbar"', 1)[1]
     assert "&#34;boring&#34;" in bar and "&#34;interesting&#34;" in bar    # the new page starts from the labels
+
+
+def _sky_cutouts(folder: Path, n: int, anomaly: int, seed: int = 0) -> None:
+    """``n`` 32x32 FITS cutouts (noise and a few stars, a TAN WCS each) and, at ``anomaly``, a satellite
+    trail across one of them."""
+    from astropy.io import fits
+
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:32, :32]
+    folder.mkdir()
+    for i in range(n):
+        img = rng.normal(100.0, 5.0, (32, 32))
+        for _ in range(rng.integers(1, 4)):
+            cy, cx = rng.uniform(4, 28, 2)
+            img += rng.uniform(40, 200) * np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * 1.3 ** 2))
+        if i == anomaly:
+            img += 60.0 * np.exp(-((yy - 0.6 * xx - 6) ** 2) / 1.0)
+        header = fits.Header({"CTYPE1": "RA---TAN", "CTYPE2": "DEC--TAN", "CRPIX1": 16.5, "CRPIX2": 16.5,
+                              "CRVAL1": 150.0 + i * 0.01, "CRVAL2": 2.2, "CDELT1": -5.5e-5, "CDELT2": 5.5e-5})
+        fits.PrimaryHDU(img.astype(np.float32), header=header).writeto(folder / f"cutout-{i:02d}.fits")
+
+
+def test_a_folder_of_32_pixel_cutouts_ranks_the_trail_first(tmp_path):
+    """32x32 FITS cutouts at the default 64-pixel tile: each is resampled to one tile (no padding: `masked`
+    is 0 throughout) and the cutout with a satellite trail ranks at the top; coordinates and region boxes are
+    in the cutouts' own pixels."""
+    _sky_cutouts(tmp_path / "cutouts", 40, anomaly=17)
+    cfg = {"inputs": ["cutouts"], "ingest": {"n_shards": 1}, "train": {"vae": {"epochs": 6}}}
+    proc = snakemake(tmp_path, cfg)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    man = pd.read_csv(tmp_path / "results/manifest.csv", dtype={"key": str})
+    assert (man.status == "ok").all() and len(man) == 40 and (man.scale == 2.0).all()
+    ranked = pd.read_csv(tmp_path / "results/anomalies_by_frame.csv", dtype={"key": str}).sort_values("rank")
+    assert "cutout-17.fits" in " ".join(ranked.source.head(3)), ranked.head(5).to_string()
+    if "masked" in ranked:
+        assert (ranked["masked"] == 0).all()
+    assert (ranked.x_image == 16.5).all() and (ranked.y_image == 16.5).all()      # the centre of a 32x32 cutout
+    (box,) = Regions.read(next((tmp_path / "results/regions").rglob("cutout-17.reg")), format="ds9")
+    assert box.width.to_value("arcsec") == pytest.approx(32 * 5.5e-5 * 3600, rel=1e-3)  # 32 pixels, not 64

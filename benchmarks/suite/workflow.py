@@ -27,11 +27,14 @@ DIGITS = {"hflip": False, "vflip": False, "rot90": False, "translate": 4}
 
 #: score.weights merged over cnnpipe's defaults in every run (``--weights``; empty = the defaults)
 WEIGHTS: dict[str, float] = {}
+#: ingest keys merged over the suite's (``--tile``, ``--small-frames``; empty = tile side = frame side)
+INGEST: dict = {}
 
 
 def config(inputs: list[str], seed: int, side: int, augment: dict, quick: bool, shards: int = 2) -> dict:
     e = EPOCHS["quick" if quick else "full"]
-    cfg = {"inputs": inputs, "seed": seed, "ingest": {"n_shards": shards, "tile_size": side}, "augment": augment,
+    ingest = {"n_shards": shards, "tile_size": side, **INGEST}
+    cfg = {"inputs": inputs, "seed": seed, "ingest": ingest, "augment": augment,
            "train": {"cnn": {"epochs": e["cnn"]}, "vae": {"epochs": e["vae"]}}}
     return {**cfg, "score": {"weights": dict(WEIGHTS)}} if WEIGHTS else cfg
 
