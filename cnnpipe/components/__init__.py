@@ -50,7 +50,8 @@ REGISTRY: list[Component] = [
               "cnnpipe.components.vae:recon_sobel"),
     Component("kl", "KL divergence of the latent posterior from the prior", 0.0, ("vae",),
               "cnnpipe.components.vae:kl"),
-    Component("masked", "fraction of masked (NaN, padding) pixels", 1.0, (), "cnnpipe.components.features:masked"),
+    Component("masked", "fraction of masked pixels (NaN; padding with ingest.small_frames: pad)", 1.0, (),
+              "cnnpipe.components.features:masked"),
     Component("sobel_peak", "the strongest Sobel edge", 1.0, (), "cnnpipe.components.features:sobel_peak"),
     Component("sharpness", "brightest pixel above the median of its 8 neighbours, in noise units (cosmic-ray "
               "hits)", 1.0, (), "cnnpipe.components.features:sharpness"),
