@@ -22,7 +22,7 @@ import torch
 from common import best_of, interleaved, report
 from train import write_shard
 from cnnpipe import components
-from cnnpipe.augment import apply, pretext_transforms
+from cnnpipe.augment import apply, cnn_has_task, pretext_transforms
 from cnnpipe.config import parse
 from cnnpipe.corners import shi_tomasi, write_reference
 from cnnpipe.tables import read_manifest as read_csv
@@ -78,10 +78,14 @@ def main() -> None:
                         cfg.score.corner_sigma)
         def ours(comps):
             return lambda: score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference, torch.device("cpu"),
-                                       cfg.score.top_fraction, cfg.score.line_angles, a.batch, comps=comps)
+                                       cfg.score.top_fraction, cfg.score.line_angles, cfg.score.line_clip,
+                                       a.batch, comps=comps)
 
-        default, every = components.per_shard(cfg.score.weights), components.per_shard()
-        assert "cnn" not in {c.name for c in default} and len(ours(default)()) == a.samples
+        # the default run (every symmetry on) trains no CNN, so `cnnpipe score` drops its component
+        assert "cnn" not in components.models_needed(cfg.score.weights, cnn_has_task(cfg.augment, None))
+        default = [c for c in components.per_shard(cfg.score.weights) if c.name != "cnn"]
+        every = components.per_shard()
+        assert len(ours(default)()) == a.samples
         t = interleaved({"default": ours(default), "vae": bare_vae, "every": ours(every), "both": bare_both}, 3)
     print(f"VAE {cfg.train.vae.channels} + CNN {cfg.train.cnn.channels} ({len(transforms)} transforms) on "
           f"{a.samples} frames {shape}, batch {a.batch}, {a.threads} threads")
