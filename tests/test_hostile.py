@@ -398,10 +398,11 @@ def test_hostile_corpus_through_the_workflow(tmp_path, workdir):
     for csv in ("anomalies.csv", "anomalies_by_frame.csv", "latent_map.csv", "manifest.csv"):
         raw = (wd / "results" / csv).read_text()
         assert "\n'=HYPERLINK(1).fits," in raw and "\n'+1+1.fits," in raw and "\n=" not in raw, csv
-    # the file alone in its folder (with a cosmic-ray hit) is scored against the whole run, and ranks on top;
-    # the log and the report say so
+    # the file alone in its folder (with a cosmic-ray hit) is scored against the whole run, and ranks among
+    # the few tiles with a real defect (above it may be the two tiles of bigendian.fit, which hold NaN
+    # and inf pixels, and scaled_int16.fts's cold pixels); the log and the report say so
     lonely = ranked[ranked.source == "./readable/lonely/one.fits"]
-    assert lonely.pooled.iloc[0] and lonely.score.iloc[0] > 0 and lonely["rank"].iloc[0] <= 3, lonely
+    assert lonely.pooled.iloc[0] and lonely.score.iloc[0] > 0 and lonely["rank"].iloc[0] <= 5, lonely
     assert "population ./readable/lonely has 1 frames" in (wd / "logs/rank.log").read_text()
     page = (wd / "results/report/index.html").read_text()
     assert 'id="pooled"' in page and "./readable/lonely" in page
