@@ -27,6 +27,7 @@ from cnnpipe.config import parse
 from cnnpipe.corners import shi_tomasi, write_reference
 from cnnpipe.tables import read_manifest as read_csv
 from cnnpipe.models import build
+from cnnpipe.patches import sample_bank
 from cnnpipe.score import score_shard
 from cnnpipe.train import model_config
 
@@ -74,8 +75,11 @@ def main() -> None:
             f["frames"] = np.random.default_rng(1).random((a.samples, tile, tile), dtype=np.float32)
         man = read_csv(man_path).assign(y0=0, x0=0, population="bench.h5:/x")
         reference = Path(tmp) / "reference.h5"
+        s = cfg.score  # the patch bank too: without it patch_knn is all zeros and costs nothing
+        bank = sample_bank([frames], man, s.patch_size, s.patch_stride, s.patch_bank,
+                           cfg.seed, torch.device("cpu"))
         write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([a.samples]),
-                        cfg.score.corner_sigma)
+                        s.corner_sigma, (*bank, s.patch_size, s.patch_stride))
         def ours(comps):
             return lambda: score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference, torch.device("cpu"),
                                        cfg.score.top_fraction, cfg.score.line_angles, cfg.score.line_clip,
