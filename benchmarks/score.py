@@ -77,7 +77,7 @@ def main() -> None:
         reference = Path(tmp) / "reference.h5"
         s = cfg.score  # the patch bank too: without it patch_knn is all zeros and costs nothing
         bank = sample_bank([frames], man, s.patch_size, s.patch_stride, s.patch_bank,
-                           cfg.seed, torch.device("cpu"))
+                           cfg.seed, torch.device("cpu"), pool=s.patch_pool)
         write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([a.samples]),
                         s.corner_sigma, (*bank, s.patch_size, s.patch_stride))
         def ours(comps):

@@ -173,6 +173,7 @@ class Score:
     patch_size: int
     patch_stride: int
     patch_bank: int
+    patch_pool: int
     line_angles: int
     line_clip: float
     top_fraction: float

@@ -5,8 +5,10 @@ tile that is otherwise normal.
 A patch is centred (its mean removed) and contrast-normalised, ``p / (|p| + eps)`` with ``eps`` the median
 norm of the bank's centred patches: shapes well above the noise are compared by form whatever their
 brightness (a faint trail and a bright one look alike, a cosmic ray differs from every star), noise patches
-shrink towards 0 and match each other. The bank is a uniform sample of the run's patches; a tile's own
-patches never count as its neighbours (``owner``), so an anomaly in the bank cannot match itself.
+shrink towards 0 and match each other. The bank is a coreset (PatchCore): a uniform sample of the run's
+patches, thinned by farthest-point selection so that rare normal shapes keep a representative while the
+common noise patches are not stored thousands of times; a tile's own patches never count as its neighbours
+(``owner``), so an anomaly in the bank cannot match itself.
 """
 from __future__ import annotations
 
@@ -37,10 +39,25 @@ def owner_ids(shard: int, rows: np.ndarray) -> np.ndarray:
     return (np.int64(shard) << 32) + rows.astype(np.int64)
 
 
+def coreset(x: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of ``n`` rows of ``x`` chosen by greedy farthest-point selection (k-centre): each next row is
+    the one farthest from all chosen so far, so every region of the sample keeps a representative,
+    however few rows it has. Starts from row 0."""
+    n = min(n, len(x))
+    chosen = torch.zeros(n, dtype=torch.long)
+    nearest = (x - x[0]).square().sum(dim=1)
+    for i in range(1, n):
+        chosen[i] = int(nearest.argmax())
+        nearest = torch.minimum(nearest, (x - x[chosen[i]]).square().sum(dim=1))
+    return chosen
+
+
 def sample_bank(frames_paths: list[str | Path], manifest: pd.DataFrame, size: int, stride: int, n: int,
-                seed: int, device: torch.device, batch: int = 256) -> tuple[np.ndarray, np.ndarray, float]:
-    """A uniform sample of ``n`` patches of every tile of the run (streamed shard by shard): the normalised
-    patches (M, size*size), each one's owner tile id and ``eps``."""
+                seed: int, device: torch.device, pool: int = 0,
+                batch: int = 256) -> tuple[np.ndarray, np.ndarray, float]:
+    """The memory bank: a uniform sample of ``pool`` patches of every tile of the run (streamed shard by
+    shard), thinned to ``n`` by :func:`coreset` (``pool`` <= ``n``: the uniform sample of ``n`` is the bank).
+    Returns the normalised patches (M, size*size), each one's owner tile id and ``eps``."""
     ok = manifest[manifest.status == "ok"]
     rng = np.random.default_rng(seed)
     raw, owners, total = [], [], 0
@@ -53,7 +70,7 @@ def sample_bank(frames_paths: list[str | Path], manifest: pd.DataFrame, size: in
             p = patch_vectors(torch.from_numpy(b["frames"]).to(device), size, stride)
             if picked is None:  # patches per tile are known once the first batch is cut
                 total = len(ok) * p.shape[1]
-                picked = np.sort(rng.choice(total, size=min(n, total), replace=False))
+                picked = np.sort(rng.choice(total, size=min(max(n, pool), total), replace=False))
             lo, hi = start * p.shape[1], (start + len(p)) * p.shape[1]
             sel = picked[(picked >= lo) & (picked < hi)] - lo
             raw.append(p.reshape(-1, p.shape[-1])[torch.from_numpy(sel).to(device)].cpu())
@@ -61,23 +78,35 @@ def sample_bank(frames_paths: list[str | Path], manifest: pd.DataFrame, size: in
             start += len(p)
     if not raw:
         return np.zeros((0, size * size), np.float32), np.zeros(0, np.int64), 1.0
-    bank = torch.cat(raw)
+    bank, own = torch.cat(raw), np.concatenate(owners)
     eps = float(bank.norm(dim=-1).median()) + 1e-6
-    return normalise(bank, eps).numpy().astype(np.float32), np.concatenate(owners), eps
+    bank = normalise(bank, eps)
+    if len(bank) > n:
+        keep = coreset(bank, n)
+        bank, own = bank[keep], own[keep.numpy()]
+    return bank.numpy().astype(np.float32), own, eps
 
 
 @torch.no_grad()
 def patch_distance(frames: torch.Tensor, owners: torch.Tensor, bank: torch.Tensor, bank_owner: torch.Tensor,
                    eps: float, size: int, stride: int, chunk: int = 4096) -> torch.Tensor:
-    """Per tile (N,): the largest distance of any of its patches to the nearest bank patch of another tile."""
+    """Per tile (N,): the largest distance of any of its patches to the nearest bank patch of another tile.
+
+    Squared distances as ``|q|^2 + |b|^2 - 2 q.b`` (one matrix product); only the few bank columns owned by
+    a tile of this batch are masked."""
     p = normalise(patch_vectors(frames, size, stride), eps)
     n, per, d = p.shape
     flat, own = p.reshape(-1, d), owners.repeat_interleave(per)
+    mine = torch.isin(bank_owner, owners).nonzero().squeeze(1)
+    bank_sq = bank.square().sum(dim=1)
     out = torch.empty(len(flat), device=flat.device)
     for a in range(0, len(flat), chunk):
-        dist = torch.cdist(flat[a:a + chunk], bank)
-        dist.masked_fill_(own[a:a + chunk, None] == bank_owner[None, :], float("inf"))
-        out[a:a + chunk] = dist.min(dim=1).values
+        q = flat[a:a + chunk]
+        d2 = torch.addmm(bank_sq[None, :], q, bank.T, alpha=-2)
+        if len(mine):
+            d2[:, mine] = d2[:, mine].masked_fill(own[a:a + chunk, None] == bank_owner[mine][None, :], float("inf"))
+        out[a:a + chunk] = d2.min(dim=1).values + q.square().sum(dim=1)
+    out = out.clamp_min(0).sqrt()
     out = torch.where(torch.isfinite(out), out, torch.zeros_like(out))  # no other tile in the bank
     return out.reshape(n, per).amax(dim=1)
 

@@ -125,7 +125,8 @@ def cmd_reference(args) -> None:
     names, maps, counts = reference_maps(args.frames, manifest, cfg.score.corner_sigma,
                                          dict(hflip=a.hflip, vflip=a.vflip, rot90=a.rot90), device)
     s = cfg.score
-    bank = sample_bank(args.frames, manifest, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device)
+    bank = sample_bank(args.frames, manifest, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device,
+                       pool=s.patch_pool)
     write_reference(args.out, names, maps, counts, s.corner_sigma, (*bank, s.patch_size, s.patch_stride))
     log.info("corner reference of %d populations (%d frames) -> %s", len(names), counts.sum(), args.out)
 

@@ -9,7 +9,7 @@ from cnnpipe.augment import IDENTITY, Transform, cnn_has_task, pretext_transform
 from cnnpipe.components import models_needed
 from cnnpipe.config import Augment
 from cnnpipe.models.cnn import CNN, CNNObjective, cnn_score
-from cnnpipe.patches import patch_distance, patch_vectors, normalise
+from cnnpipe.patches import coreset, normalise, patch_distance, patch_vectors
 from cnnpipe.rank import ensemble, pareto_shape, tail_surprise
 
 
@@ -150,6 +150,33 @@ def test_patch_distance_finds_a_local_defect_and_never_matches_itself():
     assert torch.all(free < 1e-2) and d[13] > 20 * free.max()
     # a centred patch equals the hand computation
     assert torch.allclose(p[0, 0], (tiles[0, :6, :6] - tiles[0, :6, :6].mean()).flatten(), atol=1e-6)
+
+
+def test_patch_distance_equals_the_direct_computation():
+    gen = torch.Generator().manual_seed(1)
+    tiles = torch.rand(20, 16, 16, generator=gen)
+    bank = normalise(torch.randn(50, 16, generator=gen), 1.0)
+    bank_owner = torch.randint(100, 200, (50,), generator=gen)
+    bank_owner[[3, 7, 9]] = torch.tensor([4, 4, 11])        # three bank patches of tiles in this batch
+    owners = torch.arange(20)
+    got = patch_distance(tiles, owners, bank, bank_owner, 0.5, 4, 4, chunk=48)
+    q = normalise(patch_vectors(tiles, 4, 4), 0.5)            # (20, 16, 16)
+    dist = torch.cdist(q, bank[None].expand(20, -1, -1))
+    dist[owners[:, None, None].expand(-1, 16, 50) == bank_owner[None, None, :]] = float("inf")
+    assert torch.allclose(got, dist.min(dim=2).values.amax(dim=1), atol=1e-3)
+    assert not torch.allclose(got[4], torch.cdist(q[4], bank).min(dim=1).values.max(), atol=1e-3)
+
+
+def test_coreset_keeps_a_representative_of_every_rare_shape():
+    gen = torch.Generator().manual_seed(0)
+    common = 0.01 * torch.randn(2000, 2, generator=gen)              # the noise patches: almost all of them
+    rare_a = torch.tensor([10.0, 0.0]) + 0.01 * torch.randn(5, 2, generator=gen)
+    rare_b = torch.tensor([0.0, 10.0]) + 0.01 * torch.randn(1, 2, generator=gen)
+    x = torch.cat([common, rare_a, rare_b])
+    keep = coreset(x, 3)
+    assert sorted(int(i) >= 2000 for i in keep) == [False, True, True]
+    assert {int(i) >= 2005 for i in keep if i >= 2000} == {False, True}   # one of each rare shape
+    assert len(set(keep.tolist())) == 3 and len(coreset(x, 10_000)) == len(x)
 
 
 def test_tile_moments_and_their_density():
