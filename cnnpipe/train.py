@@ -135,14 +135,14 @@ def _epoch(net: nn.Module, task, stream: ShardStream, steps: int, run: dict, epo
         sched.step()
         n = b["x"].shape[0]
         seen += n
-        for k, v in {"loss": loss, **terms}.items():
-            sums[k] = sums.get(k, 0.0) + v.item() * n
+        for k, v in {"loss": loss, **terms}.items():  # summed on the device: no GPU sync per step
+            sums[k] = sums.get(k, 0.0) + v.detach().float() * n
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4g}")
     if bar is not None:
         bar.close()
-    return sums, seen, time.perf_counter() - t0, time.process_time() - c0
+    return {k: float(v) for k, v in sums.items()}, seen, time.perf_counter() - t0, time.process_time() - c0
 
 
 def _track_best(state: dict, row: dict, model: nn.Module, kind: str, epoch: int, warmup: float, epochs: int,
