@@ -37,6 +37,7 @@ from .evaluate import confusion, evaluate
 from .models import build
 from .models.cnn import CNNObjective
 from .models.vae import VAEObjective, pixel_residual_scale
+from .prefetch import prefetch
 from .runtime import (all_sum, autocast, gather_rng, init_distributed, progress_bar, rng_state, run_device,
                       set_rng_state)
 
@@ -121,8 +122,10 @@ def _epoch(net: nn.Module, task, stream: ShardStream, steps: int, run: dict, epo
     net.train()
     sums, seen, t0, c0 = {}, 0, time.perf_counter(), time.process_time()
     bar = progress_bar(steps, f"{run['kind']} epoch {epoch + 1}/{epochs}", main)
-    for step, b in enumerate(stream):
+    batches = prefetch(iter(stream), depth=4)  # the next batches are read while this one trains (on a GPU,
+    for step, b in enumerate(batches):         # reading them was most of a step's time)
         if step == steps:
+            batches.close()
             break
         b = {k: v.to(device, non_blocking=True) for k, v in b.items()}
         task.set_progress(epoch + step / steps)
