@@ -139,7 +139,7 @@ def _epoch(net: nn.Module, task, stream: ShardStream, steps: int, run: dict, epo
         n = b["x"].shape[0]
         seen += n
         for k, v in {"loss": loss, **terms}.items():  # summed on the device: no GPU sync per step
-            sums[k] = sums.get(k, 0.0) + v.detach().float() * n
+            sums[k] = sums.get(k, 0.0) + v.detach().double() * n
         if bar is not None:
             bar.update(1)
             bar.set_postfix(loss=f"{loss.item():.4g}")
