@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -22,6 +23,7 @@ from .corners import Reference
 from .patches import owner_ids
 from .pixel_outliers import STATS
 from .population import population
+from .prefetch import prefetch
 from .shards import iter_batches
 
 log = logging.getLogger(__name__)
@@ -68,11 +70,10 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     ref = Reference(reference, device) if "reference" in needs else None
     codes = ref.codes(population(rows)) if ref is not None else None
     owners = torch.from_numpy(owner_ids(shard, rows["row"].to_numpy())).to(device)
-    frames = iter_batches(frames_path, ["frames"], batch) if "frames" in needs else None
     parts, start = [], 0
-    for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
+    for b in prefetch(_reads(features_path, frames_path if "frames" in needs else None, batch)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
-        fr = torch.from_numpy(next(frames)["frames"]).to(device) if frames is not None else None
+        fr = torch.from_numpy(b["frames"]).to(device) if "frames" in b else None
         sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
                         owners=owners[start:start + len(x)],
@@ -91,6 +92,13 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     z = pd.DataFrame(comp["mu"], columns=[f"z{i}" for i in range(comp["mu"].shape[1])])
     m = comp.get("moments", np.zeros((len(df), 0)))
     return pd.concat([df, z, pd.DataFrame(m, columns=[f"m{i}" for i in range(m.shape[1])])], axis=1)
+
+
+def _reads(features_path: str | Path, frames_path: str | Path | None, batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """The shard's batches: features, valid fraction, ingest statistics and (``frames_path``) the tiles."""
+    frames = iter_batches(frames_path, ["frames"], batch) if frames_path is not None else None
+    for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
+        yield {**b, **next(frames)} if frames is not None else b
 
 
 def write_parquet(df: pd.DataFrame, path: str | Path) -> None:
