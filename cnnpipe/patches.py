@@ -60,25 +60,29 @@ def sample_bank(frames_paths: list[str | Path], manifest: pd.DataFrame, size: in
     Returns the normalised patches (M, size*size), each one's owner tile id and ``eps``."""
     ok = manifest[manifest.status == "ok"]
     rng = np.random.default_rng(seed)
-    raw, owners, total = [], [], 0
-    picked = None
+    picked, filled, before = None, 0, 0  # before: tiles of the shards already read
     for path in frames_paths:
         shard = shard_number(path)
         rows = ok[ok.shard == shard].sort_values("row")["row"].to_numpy()
         start = 0
         for b in iter_batches(path, ["frames"], batch):
             p = patch_vectors(torch.from_numpy(b["frames"]).to(device), size, stride)
+            per = p.shape[1]
             if picked is None:  # patches per tile are known once the first batch is cut
-                total = len(ok) * p.shape[1]
-                picked = np.sort(rng.choice(total, size=min(max(n, pool), total), replace=False))
-            lo, hi = start * p.shape[1], (start + len(p)) * p.shape[1]
-            sel = picked[(picked >= lo) & (picked < hi)] - lo
-            raw.append(p.reshape(-1, p.shape[-1])[torch.from_numpy(sel).to(device)].cpu())
-            owners.append(owner_ids(shard, rows[start:start + len(p)])[sel // p.shape[1]])
+                picked = np.sort(rng.choice(len(ok) * per, size=min(max(n, pool), len(ok) * per), replace=False))
+                # filled in place: a small tensor kept from every batch, between each batch's large
+                # temporaries, fragments the heap (peak RSS grew with the run: 1.25 GB at 57,800 tiles)
+                bank, own = torch.empty((len(picked), p.shape[-1])), np.empty(len(picked), np.int64)
+            lo = (before + start) * per  # the batch's patches in the run-wide numbering of ``picked``
+            sel = picked[(picked >= lo) & (picked < lo + len(p) * per)] - lo
+            bank[filled:filled + len(sel)] = p.reshape(-1, p.shape[-1])[torch.from_numpy(sel).to(device)].cpu()
+            own[filled:filled + len(sel)] = owner_ids(shard, rows[start:start + len(p)])[sel // per]
+            filled += len(sel)
             start += len(p)
-    if not raw:
+        before += start
+    if not filled:
         return np.zeros((0, size * size), np.float32), np.zeros(0, np.int64), 1.0
-    bank, own = torch.cat(raw), np.concatenate(owners)
+    bank, own = bank[:filled], own[:filled]
     eps = float(bank.norm(dim=-1).median()) + 1e-6
     bank = normalise(bank, eps)
     if len(bank) > n:

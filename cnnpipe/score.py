@@ -10,6 +10,7 @@ import logging
 from pathlib import Path
 from typing import Iterator
 
+import h5py
 import numpy as np
 import pandas as pd
 import torch
@@ -70,7 +71,11 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     ref = Reference(reference, device) if "reference" in needs else None
     codes = ref.codes(population(rows)) if ref is not None else None
     owners = torch.from_numpy(owner_ids(shard, rows["row"].to_numpy())).to(device)
-    parts, start = [], 0
+    with h5py.File(features_path, "r") as f:
+        if len(f["features"]) != len(rows):
+            raise ValueError(f"{features_path}: {len(f['features'])} rows but the manifest lists {len(rows)}")
+    comp: dict[str, np.ndarray] = {}
+    start = 0
     for b in prefetch(_reads(features_path, frames_path if "frames" in needs else None, batch)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         fr = torch.from_numpy(b["frames"]).to(device) if "frames" in b else None
@@ -79,13 +84,14 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
                         owners=owners[start:start + len(x)],
                         top_fraction=top_fraction, line_angles=line_angles,
                         line_clip=line_clip)
-        parts.append(batch_components(sb, comps, with_moments))
+        values = batch_components(sb, comps, with_moments)
+        if not comp:  # filled in place: small arrays kept from every batch would fragment the heap
+            comp = {k: np.empty((len(rows), *v.shape[1:]), v.dtype) for k, v in values.items()}
+        for k, v in values.items():
+            comp[k][start:start + len(x)] = v
         start += len(x)
-    if not parts:
+    if not comp:
         return pd.DataFrame(columns=[*ID, *CARRIED])
-    comp = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    if len(comp["mu"]) != len(rows):
-        raise ValueError(f"{features_path}: {len(comp['mu'])} rows but the manifest lists {len(rows)}")
     df = rows[[*ID, *CARRIED]].reset_index(drop=True)
     for c in comps:
         df[c.name] = comp[c.name].astype(np.float64)

@@ -9,7 +9,7 @@ from cnnpipe.augment import IDENTITY, Transform, cnn_has_task, pretext_transform
 from cnnpipe.components import models_needed
 from cnnpipe.config import Augment
 from cnnpipe.models.cnn import CNN, CNNObjective, cnn_score
-from cnnpipe.patches import coreset, normalise, patch_distance, patch_vectors
+from cnnpipe.patches import coreset, normalise, owner_ids, patch_distance, patch_vectors, sample_bank
 from cnnpipe.rank import ensemble, pareto_shape, tail_surprise
 
 
@@ -177,6 +177,30 @@ def test_coreset_keeps_a_representative_of_every_rare_shape():
     assert sorted(int(i) >= 2000 for i in keep) == [False, True, True]
     assert {int(i) >= 2005 for i in keep if i >= 2000} == {False, True}   # one of each rare shape
     assert len(set(keep.tolist())) == 3 and len(coreset(x, 10_000)) == len(x)
+
+
+def test_the_bank_samples_every_shard_of_the_run(tmp_path):
+    import h5py
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    sizes = {0: 300, 1: 500}                     # two shards of different sizes, read in batches of 128
+    rows = []
+    for shard, n in sizes.items():
+        with h5py.File(tmp_path / f"shard-{shard}.h5", "w") as f:
+            f["frames"] = rng.random((n, 8, 8), dtype=np.float32)
+        rows.append(pd.DataFrame({"status": "ok", "shard": shard, "row": np.arange(n)}))
+    man = pd.concat(rows, ignore_index=True)
+    paths = [tmp_path / f"shard-{s}.h5" for s in sizes]
+    # a bank as large as the run holds every patch once: 4 patches (4x4, stride 4) of each of 800 tiles
+    bank, owner, _ = sample_bank(paths, man, 4, 4, 3200, 0, torch.device("cpu"), batch=128)
+    every = np.concatenate([owner_ids(s, np.arange(n)) for s, n in sizes.items()])
+    assert len(bank) == 3200 and np.array_equal(np.sort(owner), np.sort(np.repeat(every, 4)))
+    # a uniform sample draws from both shards in proportion to their tiles (300 : 500)
+    _, owner, _ = sample_bank(paths, man, 4, 4, 800, 0, torch.device("cpu"), batch=128)
+    from_second = np.mean((owner >> 32) == 1)
+    assert len(owner) == 800 and 0.55 < from_second < 0.70
 
 
 def test_tile_moments_and_their_density():
