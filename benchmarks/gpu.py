@@ -17,22 +17,19 @@ import tempfile
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pandas as pd
 import torch
 
 from common import best_of
+from score import tiles_and_reference
 from train import write_shard
 from cnnpipe import components
 from cnnpipe.augment import apply, pretext_transforms
 from cnnpipe.config import parse
-from cnnpipe.corners import write_reference
 from cnnpipe.models import build
-from cnnpipe.patches import sample_bank
 from cnnpipe.runtime import autocast
 from cnnpipe.score import score_shard
-from cnnpipe.tables import read_manifest
 from cnnpipe.train import model_config, train as cnnpipe_train
 
 OFF = {"hflip": False, "vflip": False, "rot90": False, "translate": 0}
@@ -64,17 +61,8 @@ def score_rates(d: Path, device: torch.device, feats: list[str], man_path: Path,
     vae = build(model_config(cfg, "vae", shape)).to(device).eval()
     cnn = build(model_config(cfg, "cnn", shape, n_classes=len(transforms))).to(device).eval()
     meta = {"kind": "cnn", "mode": "self-supervised", "transforms": [[t.k, int(t.flip), t.dy, t.dx] for t in transforms]}
-    tile = cfg.ingest.tile_size
-    frames = d / "frames" / "shard-0.h5"
-    frames.parent.mkdir(exist_ok=True)
-    with h5py.File(frames, "w") as f:
-        f["frames"] = np.random.default_rng(1).random((len(x), tile, tile), dtype=np.float32)
-    man = read_manifest(man_path).assign(y0=0, x0=0, population="bench.h5:/x")
     s = cfg.score
-    bank = sample_bank([frames], man, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device, pool=s.patch_pool)
-    reference = d / "reference.h5"
-    write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([len(x)]), s.corner_sigma,
-                    (*bank, s.patch_size, s.patch_stride))
+    frames, man, reference = tiles_and_reference(d, cfg, man_path, len(x), device)
     xt = torch.from_numpy(x).to(device)
 
     @torch.no_grad()

@@ -32,6 +32,23 @@ from cnnpipe.score import score_shard
 from cnnpipe.train import model_config
 
 
+def tiles_and_reference(d, cfg, man_path, n: int, device: torch.device):
+    """Beside a features shard (``write_shard``): ``n`` random ingested tiles (the frames shard), the manifest
+    with the columns scoring reads, and the reference file with the corner map and the patch bank (without
+    the bank patch_knn is all zeros and costs nothing). Returns (frames path, manifest, reference path)."""
+    tile, s = cfg.ingest.tile_size, cfg.score
+    frames = d / "frames" / "shard-0.h5"
+    frames.parent.mkdir(exist_ok=True)
+    with h5py.File(frames, "w") as f:
+        f["frames"] = np.random.default_rng(1).random((n, tile, tile), dtype=np.float32)
+    man = read_csv(man_path).assign(y0=0, x0=0, population="bench.h5:/x")
+    bank = sample_bank([frames], man, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device, pool=s.patch_pool)
+    reference = d / "reference.h5"
+    write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([n]), s.corner_sigma,
+                    (*bank, s.patch_size, s.patch_stride))
+    return frames, man, reference
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--samples", type=int, default=2048)
@@ -68,18 +85,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         feats, man_path = write_shard(Path(tmp), x)
-        tile = cfg.ingest.tile_size
-        frames = Path(tmp) / "frames" / "shard-0.h5"
-        frames.parent.mkdir()
-        with h5py.File(frames, "w") as f:
-            f["frames"] = np.random.default_rng(1).random((a.samples, tile, tile), dtype=np.float32)
-        man = read_csv(man_path).assign(y0=0, x0=0, population="bench.h5:/x")
-        reference = Path(tmp) / "reference.h5"
-        s = cfg.score  # the patch bank too: without it patch_knn is all zeros and costs nothing
-        bank = sample_bank([frames], man, s.patch_size, s.patch_stride, s.patch_bank,
-                           cfg.seed, torch.device("cpu"), pool=s.patch_pool)
-        write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([a.samples]),
-                        s.corner_sigma, (*bank, s.patch_size, s.patch_stride))
+        frames, man, reference = tiles_and_reference(Path(tmp), cfg, man_path, a.samples, torch.device("cpu"))
         def ours(comps):
             return lambda: score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference, torch.device("cpu"),
                                        cfg.score.top_fraction, cfg.score.line_angles, cfg.score.line_clip,
@@ -99,7 +105,7 @@ def main() -> None:
     from skimage.feature import structure_tensor, structure_tensor_eigenvalues
 
     sigma = cfg.score.corner_sigma
-    imgs = np.random.default_rng(2).random((min(a.samples, 512), tile, tile), dtype=np.float32)
+    imgs = np.random.default_rng(2).random((min(a.samples, 512), cfg.ingest.tile_size, cfg.ingest.tile_size), dtype=np.float32)
     batched = lambda: [shi_tomasi(torch.from_numpy(imgs[i:i + a.batch]), sigma)  # noqa: E731
                        for i in range(0, len(imgs), a.batch)]
     skimage = lambda: [structure_tensor_eigenvalues(structure_tensor(im, sigma, mode="nearest"))[1]  # noqa: E731
