@@ -104,25 +104,34 @@ def _records(cfg: Config, units: list, shard: int) -> Iterator[tuple[Block | Pro
 def _batch_rows(batch: Batch, where: np.ndarray, usable: np.ndarray, labels: np.ndarray, shard: int, first_row: int,
                 per_frame: int, scale: float) -> list[dict[str, np.ndarray]]:
     """Manifest columns of a batch: a quarantine row per unusable frame, an ok row per tile (``scale``: model
-    pixels per frame pixel of the batch's frames, :func:`cnnpipe.tiling.model_shape`)."""
-    parts, first = [], 0  # first: this block's first frame in the batch
-    for rec, pop in batch:
-        n, (h, w) = len(rec.images), rec.images.shape[1:]
+    pixels per frame pixel of the batch's frames, :func:`cnnpipe.tiling.model_shape`). The ok rows are built
+    for the whole batch at once (per-block columns indexed by each tile's block): building them block by block
+    cost more than reading a small HDU, in the thread that computes while the reader thread reads."""
+    parts, firsts = [], np.cumsum([0] + [len(rec.images) for rec, _ in batch])  # each block's first frame
+    h, w = batch[0][0].images.shape[1:]
+    for (rec, _), first in zip(batch, firsts):
         if rec.wcs_problem:
             log.warning("WCS of %s [%s] ignored (pixel coordinates only): %s", printable(rec.source), rec.key,
                         rec.wcs_problem)
-        for j in np.flatnonzero(~usable[first:first + n]):
+        for j in np.flatnonzero(~usable[first:first + len(rec.images)]):
             reason = f"frame {rec.start + j}: all pixels are NaN or inf"
             parts.append(_rows(rec.source, rec.key, rec.start + j, shard, -1, h, w, "quarantined", reason))
             log.warning("quarantined %s [%s]: %s", printable(rec.source), rec.key, reason)
-        mine = np.flatnonzero((where[:, 0] >= first) & (where[:, 0] < first + n))
-        if len(mine):
-            frame = rec.start + where[mine, 0] - first
-            index = frame * per_frame + np.arange(len(mine)) % per_frame  # the same whichever shard reads it
-            parts.append(_rows(rec.source, rec.key, index, shard, first_row + mine, h, w, "ok", "", frame,
-                               where[mine, 1], where[mine, 2], scale, labels[mine], json.dumps(rec.header, default=str),
-                               pop, rec.wcs, rec.wcs_problem))
-        first += n
+    if not len(where):
+        return parts
+    block = np.searchsorted(firsts, where[:, 0], side="right") - 1
+
+    def per_block(values) -> np.ndarray:
+        return np.array(list(values), dtype=object)[block]
+
+    recs = [rec for rec, _ in batch]
+    frame = np.array([rec.start for rec in recs])[block] + where[:, 0] - firsts[block]
+    index = frame * per_frame + np.arange(len(where)) % per_frame  # the same whichever shard reads it
+    parts.append(_rows(per_block(printable(r.source) for r in recs), per_block(r.key for r in recs), index, shard,
+                       first_row + np.arange(len(where)), h, w, "ok", "", frame, where[:, 1], where[:, 2], scale,
+                       labels, per_block(json.dumps(r.header, default=str) for r in recs),
+                       per_block(pop for _, pop in batch), per_block(r.wcs for r in recs),
+                       per_block(r.wcs_problem for r in recs)))
     return parts
 
 
@@ -179,7 +188,7 @@ def _rows(source, key, index, shard, row, height, width, status, reason, frame=-
           header="{}", population="", wcs="", wcs_problem="") -> dict[str, np.ndarray]:
     """Manifest columns of one block: arrays give one row per element, scalars are repeated (one row if
     nothing is an array). Plain arrays, not a DataFrame: building one per block costs more than the block."""
-    cols = dict(source=printable(source), key=key, index=index, shard=shard, row=row, height=height, width=width,
+    cols = dict(source=printable(source) if isinstance(source, str) else source, key=key, index=index, shard=shard, row=row, height=height, width=width,
                 status=status, reason=reason, frame=frame, y0=y0, x0=x0, scale=scale, label=label, header=header,
                 population=population, wcs=wcs, wcs_problem=wcs_problem)
     m = max([len(v) for v in cols.values() if np.ndim(v)], default=1)

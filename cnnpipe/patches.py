@@ -93,7 +93,7 @@ def sample_bank(frames_paths: list[str | Path], manifest: pd.DataFrame, size: in
 
 @torch.no_grad()
 def patch_distance(frames: torch.Tensor, owners: torch.Tensor, bank: torch.Tensor, bank_owner: torch.Tensor,
-                   eps: float, size: int, stride: int, chunk: int = 4096) -> torch.Tensor:
+                   eps: float, size: int, stride: int, chunk: int = 1024) -> torch.Tensor:
     """Per tile (N,): the largest distance of any of its patches to the nearest bank patch of another tile.
 
     Squared distances as ``|q|^2 + |b|^2 - 2 q.b`` (one matrix product); only the few bank columns owned by
@@ -109,7 +109,7 @@ def patch_distance(frames: torch.Tensor, owners: torch.Tensor, bank: torch.Tenso
         d2 = torch.addmm(bank_sq[None, :], q, bank.T, alpha=-2)
         if len(mine):
             d2[:, mine] = d2[:, mine].masked_fill(own[a:a + chunk, None] == bank_owner[mine][None, :], float("inf"))
-        out[a:a + chunk] = d2.min(dim=1).values + q.square().sum(dim=1)
+        out[a:a + chunk] = d2.amin(dim=1) + q.square().sum(dim=1)
     out = out.clamp_min(0).sqrt()
     out = torch.where(torch.isfinite(out), out, torch.zeros_like(out))  # no other tile in the bank
     return out.reshape(n, per).amax(dim=1)

@@ -69,6 +69,25 @@ def test_resize_convolution_maps_a_constant_to_a_constant_up_to_the_borders():
     np.testing.assert_array_equal(out.detach().numpy(), np.full((8, 8), 2 * 9 * 0.25))
 
 
+@pytest.mark.parametrize("shape", [(3, 4, 6), (2, 1, 1), (1, 5, 5)])
+def test_resize_convolution_equals_resize_then_convolution(shape):
+    """The sub-pixel path (a side exactly doubled) gives the values and gradients of nearest resize, then
+    the layer's 3x3 replicate-padded convolution, borders and a 1x1 input included."""
+    g = torch.Generator().manual_seed(1)
+    layer = upsampling_layer("resize", shape[0], 2).double()
+    x = torch.randn(4, *shape, generator=g, dtype=torch.float64, requires_grad=True)
+    size = [2 * shape[1], 2 * shape[2]]
+    fast = layer(x, output_size=size)
+    slow = layer.conv(torch.nn.functional.interpolate(x, size=size, mode="nearest"))
+    torch.testing.assert_close(fast, slow, rtol=1e-12, atol=1e-12)
+    w = torch.randn(fast.shape, generator=g, dtype=torch.float64)
+    for a, b in zip(torch.autograd.grad((fast * w).sum(), [x, *layer.parameters()]),
+                    torch.autograd.grad((slow * w).sum(), [x, *layer.parameters()])):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    # a side that is not doubled (an odd feature map) takes the resize path
+    assert layer(x, output_size=[size[0] + 1, size[1]]).shape[-2:] == (size[0] + 1, size[1])
+
+
 def test_transposed_convolution_leaves_a_weaker_rim():
     """The old geometry (4x4, stride 2, padding 1): the interior gets 2x2 taps per channel, an edge 2x1,
     a corner 1x1, so a constant input comes out as a frame with a dim rim: the artefact resize removes."""
