@@ -142,4 +142,6 @@ def _blocks(path: str, i: int, hdu, step: int) -> Iterator[Record]:
                                          f"{shape} image ({one_line(exc)})")
             return
         block = float_frames(block)
+        if len(shape) == 2:
+            del hdu.data  # astropy keeps the data it read until the file closes; the block is our own copy
         yield Block(path, key, start, block, np.full(len(block), -1), header, wcs, wcs_problem)
