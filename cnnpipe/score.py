@@ -40,7 +40,7 @@ def batch_components(b: ShardBatch, comps: list[components.Component],
     """Values of ``comps`` for one batch (float64, one per tile), the latent means ``mu`` and, when asked,
     the whole-tile statistics ``moments``."""
     out = {c.name: c.compute()(b) for c in comps}
-    out["mu"] = b.vae_out()[1].float()
+    out["mu"] = b.latent()[0].float()
     if with_moments:
         out["moments"] = moments(b.x)
     return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}

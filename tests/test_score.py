@@ -157,3 +157,28 @@ def test_sampled_knn_distance_matches_the_full_one_where_the_sample_is_everythin
     ref = np.sort(np.random.default_rng(0).choice(4, size=2, replace=False))  # the frames searched
     expected = [min(abs(tiny[i, 0] - tiny[j, 0]) for j in ref if j != i) for i in range(4)]
     np.testing.assert_allclose(sampled, expected)
+
+
+def test_scoring_without_a_reconstruction_component_never_runs_the_decoder():
+    from cnnpipe.components.batch import ShardBatch
+    from cnnpipe.models.vae import ConvVAE
+    from cnnpipe.score import batch_components
+
+    torch.manual_seed(0)
+    vae = ConvVAE(2, 16, [4, 8], 3).eval()
+    x = torch.rand(5, 2, 16, 16)
+    decoded = []
+    decode = vae.decode
+    vae.decode = lambda z: decoded.append(len(z)) or decode(z)
+    pick = {c.name: c for c in components.per_shard()}
+    with torch.no_grad():
+        out = batch_components(ShardBatch(x, torch.ones(5, 16, 16), {}, vae=vae), [pick["sobel_peak"]])
+        assert decoded == []
+        np.testing.assert_allclose(out["mu"], vae.encode(x)[0].numpy(), rtol=1e-6)
+        full = batch_components(ShardBatch(x, torch.ones(5, 16, 16), {}, vae=vae), [pick["recon_sobel"], pick["kl"]])
+        assert decoded == [5]   # one decoder pass serves every reconstruction component
+        recon, mu, _ = vae(x)
+    np.testing.assert_allclose(full["mu"], mu.numpy(), rtol=1e-6)
+    residual = (x[:, 1] - recon[:, 1]) ** 2 / vae.residual_scale[1]
+    np.testing.assert_allclose(full["recon_sobel"], top_mean(residual, torch.ones(5, 16, 16, dtype=torch.bool),
+                                                             0.03).numpy(), rtol=1e-5)

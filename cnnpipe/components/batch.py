@@ -29,16 +29,25 @@ class ShardBatch:
     top_fraction: float = 0.03
     line_angles: int = 64
     line_clip: float = 5.0
+    _latent: tuple | None = None
     _vae_out: tuple | None = None
 
     @property
     def mask(self) -> torch.Tensor:
         return self.valid >= 0.5
 
+    def latent(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(mu, logvar)`` of the VAE's encoder on ``x``, computed once per batch: scoring without a
+        reconstruction component never runs the decoder (half the VAE's cost)."""
+        if self._latent is None:
+            self._latent = self.vae.encode(self.x)
+        return self._latent
+
     def vae_out(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(recon, mu, logvar)`` of the VAE on ``x`` (eval mode: z = mu), computed once per batch."""
         if self._vae_out is None:
-            self._vae_out = self.vae(self.x)
+            mu, logvar = self.latent()
+            self._vae_out = (self.vae.decode(mu), mu, logvar)
         return self._vae_out
 
 
