@@ -267,11 +267,12 @@ def test_cpu_profile_on_a_node_without_gpus_matches_local_run(cluster, tmp_path)
                 np.testing.assert_array_equal(there[name][col], arr, err_msg=f"{kind}/{name}:{col}")
 
 
-def test_gpu_profile_gives_the_training_jobs_a_gpu(cluster, tmp_path):
+def test_gpu_profile_gives_the_training_and_scoring_jobs_a_gpu(cluster, tmp_path):
     gpu_rules = _gres(_profile(REPO, "slurm-gpu"))
-    assert gpu_rules == {"train_cnn": "gpu:1", "train_vae": "gpu:1"}
+    assert gpu_rules == {"train_cnn": "gpu:1", "train_vae": "gpu:1", "score": "gpu:1"}
     work = _copy_workflow(tmp_path / "gpu")
-    # The features locally while the cluster restarts with a GPU; then only the training jobs go to SLURM.
+    # The features locally while the cluster restarts with a GPU; then training, the corner reference and
+    # scoring go to SLURM, and only the rules the profile names get a GPU.
     prep = _snakemake(work, "--workflow-profile", "workflow/profiles/default", "--cores", str(THREADS),
                       "--until", "preprocess", "manifest")
     cluster("gpu")
@@ -281,12 +282,19 @@ def test_gpu_profile_gives_the_training_jobs_a_gpu(cluster, tmp_path):
 
     profile = _test_profile(work, "slurm-gpu", os.cpu_count() or 1)
     log = _finish(_snakemake(work, "--workflow-profile", str(profile), *TEST_ONLY_FLAGS,
-                             "results/models/cnn.pt", "results/models/vae.pt"), work, "SLURM GPU")
+                             "results/models/cnn.pt", "results/models/vae.pt",
+                             *[f"results/scores/shard-{i}.parquet" for i in range(TINY_CONFIG["ingest"]["n_shards"])]),
+                  work, "SLURM GPU")
     jobs = _slurm_jobs(log)
-    assert sorted(jobs.values()) == ["train_cnn", "train_vae"], log[-3000:]
+    shards = TINY_CONFIG["ingest"]["n_shards"]
+    assert sorted(jobs.values()) == sorted(["corner_reference", "train_cnn", "train_vae"] + ["score"] * shards), \
+        log[-3000:]
     for jobid, rule in jobs.items():
         info = _scontrol("job", jobid)
         assert info["JobState"] == "COMPLETED", (jobid, rule, info.get("JobState"))
-        assert "gres:gpu:1" in info.get("TresPerNode", ""), f"{rule} job {jobid} asked for no GPU: {info}"
-        assert info.get("JOB_GRES") == "gpu:1", f"{rule} job {jobid} was allocated no GPU: {info}"
+        if rule in gpu_rules:
+            assert "gres:gpu:1" in info.get("TresPerNode", ""), f"{rule} job {jobid} asked for no GPU: {info}"
+            assert info.get("JOB_GRES") == "gpu:1", f"{rule} job {jobid} was allocated no GPU: {info}"
+        else:
+            assert info.get("JOB_GRES") == "(null)", f"{rule} job {jobid} got a GPU it does not use: {info}"
     assert (work / "results/models/vae.pt").stat().st_size > 0 and (work / "results/models/cnn.pt").exists()
