@@ -188,7 +188,8 @@ def _rows(source, key, index, shard, row, height, width, status, reason, frame=-
           header="{}", population="", wcs="", wcs_problem="") -> dict[str, np.ndarray]:
     """Manifest columns of one block: arrays give one row per element, scalars are repeated (one row if
     nothing is an array). Plain arrays, not a DataFrame: building one per block costs more than the block."""
-    cols = dict(source=printable(source) if isinstance(source, str) else source, key=key, index=index, shard=shard, row=row, height=height, width=width,
+    source = printable(source) if isinstance(source, str) else source  # (a batch's column is made printable)
+    cols = dict(source=source, key=key, index=index, shard=shard, row=row, height=height, width=width,
                 status=status, reason=reason, frame=frame, y0=y0, x0=x0, scale=scale, label=label, header=header,
                 population=population, wcs=wcs, wcs_problem=wcs_problem)
     m = max([len(v) for v in cols.values() if np.ndim(v)], default=1)

@@ -31,7 +31,8 @@ UPSAMPLE = ("resize", "transpose")
 
 
 # _PHASE[a][o, d]: tap d (-1, 0, 1 -> 0, 1, 2) of a 3x3 kernel on the 2x nearest-upsampled frame, at output
-# rows (or columns) of parity a, reads the input at offset o (-1, 0, 1 -> 0, 1, 2): one input pixel feeds two
+# rows (or columns) of parity a, reads the input at offset o (-1, 0, 1 -> 0, 1, 2); taps that read the same
+# input pixel are summed into one tap of the phase's kernel
 _PHASE = torch.tensor([[[1., 0, 0], [0, 1, 1], [0, 0, 0]],
                        [[0., 0, 0], [1, 1, 0], [0, 0, 1]]])
 
