@@ -8,8 +8,9 @@ Needs root and Debian's slurmctld/slurmd/slurm-client/munge. Without them the te
    through workflow/profiles/slurm, one with `--cores 2`; then every job of the SLURM run has a SLURM job
    id in Snakemake's log, a SLURM log file, SLURM reports it COMPLETED without any gres; and the outputs
    agree: the ranking (anomalies.csv), the manifest, and the arrays of every frames/features shard.
-2. GPU: the node is restarted advertising a GPU; the features are made locally, then the two training
-   jobs run through workflow/profiles/slurm-gpu, and SLURM shows each was allocated a GPU.
+2. GPU: the node is restarted advertising a GPU; the features are made locally, then the training, corner
+   reference and scoring jobs run through workflow/profiles/slurm-gpu, and SLURM shows that the training
+   and scoring jobs, and only they, were allocated a GPU.
 """
 from __future__ import annotations
 
@@ -281,12 +282,11 @@ def test_gpu_profile_gives_the_training_and_scoring_jobs_a_gpu(cluster, tmp_path
     _finish(prep, work, "local preparation")
 
     profile = _test_profile(work, "slurm-gpu", os.cpu_count() or 1)
+    shards = TINY_CONFIG["ingest"]["n_shards"]
     log = _finish(_snakemake(work, "--workflow-profile", str(profile), *TEST_ONLY_FLAGS,
                              "results/models/cnn.pt", "results/models/vae.pt",
-                             *[f"results/scores/shard-{i}.parquet" for i in range(TINY_CONFIG["ingest"]["n_shards"])]),
-                  work, "SLURM GPU")
+                             *[f"results/scores/shard-{i}.parquet" for i in range(shards)]), work, "SLURM GPU")
     jobs = _slurm_jobs(log)
-    shards = TINY_CONFIG["ingest"]["n_shards"]
     assert sorted(jobs.values()) == sorted(["corner_reference", "train_cnn", "train_vae"] + ["score"] * shards), \
         log[-3000:]
     for jobid, rule in jobs.items():
