@@ -44,16 +44,20 @@ class ResizeConv(nn.Module):
     2017): each of the four output phases is a 3x3 convolution of the input whose kernel sums the taps
     that read the same input pixel, then ``pixel_shuffle`` interleaves them. The same values to float
     rounding and the same parameters; 2.5x faster than resizing on CPU, where nearest resize of a 4-D
-    tensor costs more than the convolution after it."""
+    tensor costs more than the convolution after it. On a GPU the resize is cheap and the phase kernels'
+    extra launches are not: there resize + convolution is 2.4-3.5x faster at batches of 64-256
+    (``benchmarks/GPU.md``), so it is used there."""
 
     def __init__(self, in_channels: int, out_channels: int):
         super().__init__()
         self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1, padding_mode="replicate")
+        # a buffer, so it moves with the model: a host tensor copied to the GPU every call made each one wait
+        self.register_buffer("phase", _PHASE.clone(), persistent=False)
 
     def forward(self, x: torch.Tensor, output_size: list[int]) -> torch.Tensor:
-        if list(output_size) != [2 * x.shape[-2], 2 * x.shape[-1]]:
+        if x.device.type != "cpu" or list(output_size) != [2 * x.shape[-2], 2 * x.shape[-1]]:
             return self.conv(F.interpolate(x, size=list(output_size), mode="nearest"))
-        w, phase = self.conv.weight, _PHASE.to(self.conv.weight)
+        w, phase = self.conv.weight, self.phase.to(self.conv.weight.dtype)
         w4 = torch.einsum("aoy,bpx,ciyx->cabiop", phase, phase, w).reshape(4 * w.shape[0], *w.shape[1:])
         y = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), w4, self.conv.bias.repeat_interleave(4))
         return F.pixel_shuffle(y, 2)
