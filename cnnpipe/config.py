@@ -177,6 +177,7 @@ class Score:
     line_angles: int
     line_clip: float
     top_fraction: float
+    batch_size: int
     min_population: int
     labels: str
     label_neighbours: int

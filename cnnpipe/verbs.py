@@ -106,7 +106,7 @@ def cmd_score(args) -> None:
         cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
     df = score_shard(args.features, args.frames, read_manifest(args.manifest), args.shard, vae, cnn, cnn_meta,
                      args.reference, device, cfg.score.top_fraction, cfg.score.line_angles, cfg.score.line_clip,
-                     comps=comps,
+                     cfg.score.batch_size, comps=comps,
                      with_moments=any("moments" in c.needs for c in components.gathered(cfg.score.weights)))
     write_parquet(df, args.out)
     log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
