@@ -169,6 +169,9 @@ class Score:
     power: float
     tail_top: int
     tail_quantile: float
+    consensus: float
+    consensus_fraction: float
+    consensus_min: int
     corner_sigma: float
     patch_size: int
     patch_stride: int

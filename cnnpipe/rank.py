@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
@@ -90,8 +91,34 @@ def tail_surprise(values: np.ndarray, quantile: float = 0.9, cap: float = 50.0) 
     return np.minimum(-np.log(np.maximum(p, 1e-300)), cap)
 
 
+def consensus_factors(terms: np.ndarray, tail_top: int, fraction: float, minimum: int) -> np.ndarray:
+    """How far each column of ``terms`` (one population's weighted tail surprises, rows = frames) agrees with
+    the other columns: the rows that the tail ensemble of the *other* columns puts in its top ``fraction``
+    (at least ``minimum``, at most half) are taken as pseudo-anomalies, and the column's agreement is its
+    Gini coefficient 2 AUROC - 1 (clipped at 0) in separating them from the rest, divided by the largest.
+
+    Labels are never used. A component that sees this population's anomalies agrees with the others that
+    do; one that fires only on its own noise tail (sharpness on busy star fields) or not at all on this
+    kind of data (a constant column) does not. Leaving the column out of its own pseudo-labels keeps a
+    heavy noise tail from confirming itself. 1 = the most agreeing column."""
+    n, m = terms.shape
+    k = min(n // 2, max(minimum, int(round(fraction * n))))
+    if k < 1 or m < 2:
+        return np.ones(m)
+    ranks = rankdata(terms, axis=0)                                # ties share their mean rank
+    gini = np.zeros(m)
+    for j in range(m):
+        others = np.delete(terms, j, axis=1)
+        consensus = -np.sort(-others, axis=1)[:, :tail_top].sum(axis=1)
+        top = np.argpartition(-consensus, k - 1)[:k]
+        gini[j] = 2 * (ranks[top, j].sum() - k * (k + 1) / 2) / (k * (n - k)) - 1
+    gini = np.clip(gini, 0, None)
+    return gini / gini.max() if gini.max() > 0 else np.ones(m)
+
+
 def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: float,
-             pooled: np.ndarray | None = None, tail_top: int = 3, tail_quantile: float = 0.9) -> np.ndarray:
+             pooled: np.ndarray | None = None, tail_top: int = 3, tail_quantile: float = 0.9,
+             consensus: float = 0.0, consensus_fraction: float = 0.03, consensus_min: int = 10) -> np.ndarray:
     """Combine the components, normalised within each population, into one score (higher = stranger).
 
     ``tail``: each component as its weighted tail surprise (:func:`tail_surprise`), the frame's ``tail_top``
@@ -102,6 +129,8 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     high, which a plain mean of ranks would dilute. ``rank``: weighted mean of rank-normalised components.
     ``method`` and ``power`` come from the config (``score.ensemble``, ``score.power``). ``pooled`` (bool per
     row, see :func:`small_populations`): rows normalised against the whole run instead of their population.
+    ``consensus`` (tail only): each population's weights move this far from the configured ones towards
+    their :func:`consensus_factors`, so the components that see this population's anomalies count most.
     """
     used = {c: w for c, w in weights.items() if c in df and w > 0}
     wsum = max(sum(used.values()), 1e-12)
@@ -115,6 +144,11 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
             v = df[c].to_numpy(np.float64)
             # a pooled row is compared with every frame of the run
             terms[idx, j] = w * (normalise(v)[idx] if name == whole else normalise(v[idx]))
+        if method == "tail" and consensus > 0:
+            factors = consensus_factors(terms[idx], tail_top, consensus_fraction, consensus_min)
+            terms[idx] *= (1 - consensus) + consensus * factors
+            log.info("population %s: consensus weights %s", "(pooled)" if name == whole else name,
+                     ", ".join(f"{c} {f:.2f}" for c, f in zip(used, factors)))
     if method == "tail":
         return -np.sort(-terms, axis=1)[:, :tail_top].sum(axis=1)
     total = terms.sum(axis=1) / wsum
@@ -175,7 +209,8 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
         log.warning("population %s has %d frames (fewer than score.min_population = %d): scored against the "
                     "whole run", name, n, cfg.score.min_population)
     s = cfg.score
-    df["score"] = ensemble(df, s.weights, s.ensemble, s.power, pooled, s.tail_top, s.tail_quantile)
+    df["score"] = ensemble(df, s.weights, s.ensemble, s.power, pooled, s.tail_top, s.tail_quantile,
+                           s.consensus, s.consensus_fraction, s.consensus_min)
     df["pooled"] = pooled
     adj, marks = label_adjustment(z, df, labels, cfg.score.label_neighbours)
     df["score"] += adj * (df.score.max() - df.score.min())
