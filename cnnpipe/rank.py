@@ -118,7 +118,7 @@ def consensus_factors(terms: np.ndarray, tail_top: int, fraction: float, minimum
 
 def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: float,
              pooled: np.ndarray | None = None, tail_top: int = 3, tail_quantile: float = 0.9,
-             consensus: float = 0.0, consensus_fraction: float = 0.03, consensus_min: int = 10) -> np.ndarray:
+             consensus: float = 0.0, consensus_fraction: float = 0.05, consensus_min: int = 10) -> np.ndarray:
     """Combine the components, normalised within each population, into one score (higher = stranger).
 
     ``tail``: each component as its weighted tail surprise (:func:`tail_surprise`), the frame's ``tail_top``
