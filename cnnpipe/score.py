@@ -36,13 +36,15 @@ CARRIED = ["frame", "y0", "x0", "shard", "row", "population"]
 
 @torch.no_grad()
 def batch_components(b: ShardBatch, comps: list[components.Component],
-                     with_moments: bool = False) -> dict[str, np.ndarray]:
+                     with_moments: bool = False, with_cnn_features: bool = False) -> dict[str, np.ndarray]:
     """Values of ``comps`` for one batch (float64, one per tile), the latent means ``mu`` and, when asked,
-    the whole-tile statistics ``moments``."""
+    the whole-tile statistics ``moments`` and the CNN's features ``cnn_features``."""
     out = {c.name: c.compute()(b) for c in comps}
     out["mu"] = b.latent()[0].float()
     if with_moments:
         out["moments"] = moments(b.x)
+    if with_cnn_features:
+        out["cnn_features"] = b.cnn.features(b.x).float()
     return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}
 
 
@@ -59,9 +61,11 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
                 cnn_meta: dict, reference: str | Path, device: torch.device, top_fraction: float = 0.03,
                 line_angles: int = 64, line_clip: float = 5.0, batch: int = 256,
-                comps: list[components.Component] | None = None, with_moments: bool = False) -> pd.DataFrame:
+                comps: list[components.Component] | None = None, with_moments: bool = False,
+                with_cnn_features: bool = False) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
-    latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7 a gathered component needs).
+    latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7, ``with_cnn_features``, the CNN's
+    features f0..fH, that gathered components need).
     ``reference``: the corner reference maps of every population; ``comps``: the components to compute
     (default: every per-shard one); the frames, the reference and the CNN are only read when one of them
     needs it (``cnn`` may then be None)."""
@@ -84,7 +88,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
                         owners=owners[start:start + len(x)],
                         top_fraction=top_fraction, line_angles=line_angles,
                         line_clip=line_clip)
-        values = batch_components(sb, comps, with_moments)
+        values = batch_components(sb, comps, with_moments, with_cnn_features)
         if not comp:  # filled in place: small arrays kept from every batch would fragment the heap
             comp = {k: np.empty((len(rows), *v.shape[1:]), v.dtype) for k, v in values.items()}
         for k, v in values.items():
@@ -96,8 +100,9 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     for c in comps:
         df[c.name] = comp[c.name].astype(np.float64)
     z = pd.DataFrame(comp["mu"], columns=[f"z{i}" for i in range(comp["mu"].shape[1])])
-    m = comp.get("moments", np.zeros((len(df), 0)))
-    return pd.concat([df, z, pd.DataFrame(m, columns=[f"m{i}" for i in range(m.shape[1])])], axis=1)
+    extra = [pd.DataFrame(v, columns=[f"{prefix}{i}" for i in range(v.shape[1])])
+             for key, prefix in (("moments", "m"), ("cnn_features", "f")) if (v := comp.get(key)) is not None]
+    return pd.concat([df, z, *extra], axis=1)
 
 
 def _reads(features_path: str | Path, frames_path: str | Path | None, batch: int) -> Iterator[dict[str, np.ndarray]]:
