@@ -107,8 +107,7 @@ def cmd_score(args) -> None:
                             "checkpoint with --cnn")
         cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
     df = score_shard(args.features, args.frames, read_manifest(args.manifest), args.shard, vae, cnn, cnn_meta,
-                     args.reference, device, cfg.score.top_fraction, cfg.score.line_angles, cfg.score.line_clip,
-                     cfg.score.batch_size, comps=comps,
+                     args.reference, device, cfg.score, comps=comps,
                      with_moments=any("moments" in c.needs for c in gathered),
                      with_cnn_features=cnn is not None and any("cnn" in c.needs for c in gathered))
     write_parquet(df, args.out)
