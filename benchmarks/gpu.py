@@ -12,6 +12,7 @@ Prints one line per figure and the whole result as JSON (``--out``).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import tempfile
 import time
@@ -78,8 +79,8 @@ def score_rates(d: Path, device: torch.device, feats: list[str], man_path: Path,
 
     def ours(comps, size=batch):
         def run():
-            score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference, device, s.top_fraction,
-                        s.line_angles, s.line_clip, size, comps=comps)
+            score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference, device,
+                        dataclasses.replace(s, batch_size=size), comps=comps)
             sync(device)
         return run
 

@@ -14,6 +14,7 @@ Second line: the corner response alone (``cnnpipe.corners.shi_tomasi``, batched)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 import h5py
 import numpy as np
@@ -88,8 +89,7 @@ def main() -> None:
         frames, man, reference = tiles_and_reference(Path(tmp), cfg, man_path, a.samples, torch.device("cpu"))
         def ours(comps):
             return lambda: score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference, torch.device("cpu"),
-                                       cfg.score.top_fraction, cfg.score.line_angles, cfg.score.line_clip,
-                                       a.batch, comps=comps)
+                                       dataclasses.replace(cfg.score, batch_size=a.batch), comps=comps)
 
         # the default run (every symmetry on) trains no CNN, so `cnnpipe score` drops its component
         assert "cnn" not in components.models_needed(cfg.score.weights, cnn_has_task(cfg.augment, None))

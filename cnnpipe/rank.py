@@ -200,10 +200,12 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     df = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)  # an empty shard's columns are untyped
     zcols = [c for c in df.columns if c.startswith("z") and c[1:].isdigit()]
     z = df[zcols].to_numpy(np.float64)
-    mcols = [c for c in df.columns if c.startswith("m") and c[1:].isdigit()]
-    space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample, df[mcols].to_numpy(np.float64))
+    mcols, fcols = ([c for c in df.columns if c.startswith(p) and c[1:].isdigit()] for p in "mf")
+    space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample, df[mcols].to_numpy(np.float64),
+                        df[fcols].to_numpy(np.float64))
     for c in components.gathered(cfg.score.weights):
-        df[c.name] = c.compute()(space)
+        if "cnn" not in c.needs or fcols:      # no CNN features where no CNN was trained: no column
+            df[c.name] = c.compute()(space)
     pooled, small = small_populations(df, cfg.score.min_population)
     for name, n in small.items():
         log.warning("population %s has %d frames (fewer than score.min_population = %d): scored against the "

@@ -20,6 +20,7 @@ from .atomic import atomic_path
 from .components.batch import ShardBatch
 from .components.features import moments
 from .components.vae import top_mean  # noqa: F401  (re-exported: part of the scoring API)
+from .config import Score, parse
 from .corners import Reference
 from .patches import owner_ids
 from .pixel_outliers import STATS
@@ -36,36 +37,40 @@ CARRIED = ["frame", "y0", "x0", "shard", "row", "population"]
 
 @torch.no_grad()
 def batch_components(b: ShardBatch, comps: list[components.Component],
-                     with_moments: bool = False) -> dict[str, np.ndarray]:
+                     with_moments: bool = False, with_cnn_features: bool = False) -> dict[str, np.ndarray]:
     """Values of ``comps`` for one batch (float64, one per tile), the latent means ``mu`` and, when asked,
-    the whole-tile statistics ``moments``."""
+    the whole-tile statistics ``moments`` and the CNN's features ``cnn_features``."""
     out = {c.name: c.compute()(b) for c in comps}
     out["mu"] = b.latent()[0].float()
     if with_moments:
         out["moments"] = moments(b.x)
+    if with_cnn_features:
+        out["cnn_features"] = b.cnn.features(b.x).float()
     return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}
 
 
 def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Tensor,
-                     top_fraction: float = 0.03) -> dict[str, np.ndarray]:
+                     settings: Score | None = None) -> dict[str, np.ndarray]:
     """The model components (recon, recon_sobel, kl, masked, sobel_peak, cnn) and the latent means ``mu`` of
     a feature batch (N, C, H, W) whose unmasked fraction is ``valid``."""
-    b = ShardBatch(x, valid, {}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, top_fraction=top_fraction)
+    b = ShardBatch(x, valid, {}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, settings=settings or parse({}).score)
     want = [c for c in components.per_shard() if c.name in ("recon", "recon_sobel", "kl", "masked", "sobel_peak",
                                                              "cnn")]
     return batch_components(b, want)
 
 
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
-                cnn_meta: dict, reference: str | Path, device: torch.device, top_fraction: float = 0.03,
-                line_angles: int = 64, line_clip: float = 5.0, batch: int = 256,
-                comps: list[components.Component] | None = None, with_moments: bool = False) -> pd.DataFrame:
+                cnn_meta: dict, reference: str | Path, device: torch.device, settings: Score | None = None,
+                comps: list[components.Component] | None = None, with_moments: bool = False,
+                with_cnn_features: bool = False) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
-    latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7 a gathered component needs).
+    latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7, ``with_cnn_features``, the CNN's
+    features f0..fH, that gathered components need).
     ``reference``: the corner reference maps of every population; ``comps``: the components to compute
-    (default: every per-shard one); the frames, the reference and the CNN are only read when one of them
+    (default: every per-shard one); ``settings``: the config's ``score`` section (default: the defaults); the frames, the reference and the CNN are only read when one of them
     needs it (``cnn`` may then be None)."""
     comps = components.per_shard() if comps is None else comps
+    settings = settings or parse({}).score
     needs = {n for c in comps for n in c.needs}
     rows = manifest[(manifest.status == "ok") & (manifest.shard == shard)].sort_values("row")
     ref = Reference(reference, device) if "reference" in needs else None
@@ -76,15 +81,14 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
             raise ValueError(f"{features_path}: {len(f['features'])} rows but the manifest lists {len(rows)}")
     comp: dict[str, np.ndarray] = {}
     start = 0
-    for b in prefetch(_reads(features_path, frames_path if "frames" in needs else None, batch)):
+    for b in prefetch(_reads(features_path, frames_path if "frames" in needs else None,
+                                  settings.batch_size)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         fr = torch.from_numpy(b["frames"]).to(device) if "frames" in b else None
         sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
-                        owners=owners[start:start + len(x)],
-                        top_fraction=top_fraction, line_angles=line_angles,
-                        line_clip=line_clip)
-        values = batch_components(sb, comps, with_moments)
+                        owners=owners[start:start + len(x)], settings=settings)
+        values = batch_components(sb, comps, with_moments, with_cnn_features)
         if not comp:  # filled in place: small arrays kept from every batch would fragment the heap
             comp = {k: np.empty((len(rows), *v.shape[1:]), v.dtype) for k, v in values.items()}
         for k, v in values.items():
@@ -96,8 +100,9 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     for c in comps:
         df[c.name] = comp[c.name].astype(np.float64)
     z = pd.DataFrame(comp["mu"], columns=[f"z{i}" for i in range(comp["mu"].shape[1])])
-    m = comp.get("moments", np.zeros((len(df), 0)))
-    return pd.concat([df, z, pd.DataFrame(m, columns=[f"m{i}" for i in range(m.shape[1])])], axis=1)
+    extra = [pd.DataFrame(v, columns=[f"{prefix}{i}" for i in range(v.shape[1])])
+             for key, prefix in (("moments", "m"), ("cnn_features", "f")) if (v := comp.get(key)) is not None]
+    return pd.concat([df, z, *extra], axis=1)
 
 
 def _reads(features_path: str | Path, frames_path: str | Path | None, batch: int) -> Iterator[dict[str, np.ndarray]]:

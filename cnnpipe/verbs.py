@@ -97,17 +97,19 @@ def cmd_score(args) -> None:
     comps = components.per_shard(cfg.score.weights)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
     cnn, cnn_meta = None, {}
+    gathered = components.gathered(cfg.score.weights)
     if "cnn" not in components.models_needed(cfg.score.weights,
                                              cnn_has_task(cfg.augment, cfg.train.cnn.labels_csv)):
         comps = [c for c in comps if c.name != "cnn"]   # nothing for it to learn: no CNN was trained
     else:
         if not args.cnn:
-            raise UserError("score.weights turns the cnn component on: give the CNN checkpoint with --cnn")
+            raise UserError("score.weights turns on a component computed from the CNN (cnn, cnn_knn): give the CNN "
+                            "checkpoint with --cnn")
         cnn, cnn_meta = load_model(args.cnn, device, expected=_expected(cfg, "cnn"))
     df = score_shard(args.features, args.frames, read_manifest(args.manifest), args.shard, vae, cnn, cnn_meta,
-                     args.reference, device, cfg.score.top_fraction, cfg.score.line_angles, cfg.score.line_clip,
-                     cfg.score.batch_size, comps=comps,
-                     with_moments=any("moments" in c.needs for c in components.gathered(cfg.score.weights)))
+                     args.reference, device, cfg.score, comps=comps,
+                     with_moments=any("moments" in c.needs for c in gathered),
+                     with_cnn_features=cnn is not None and any("cnn" in c.needs for c in gathered))
     write_parquet(df, args.out)
     log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
 

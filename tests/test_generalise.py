@@ -8,6 +8,8 @@ import torch
 from cnnpipe import config
 from cnnpipe.augment import IDENTITY, Transform, cnn_has_task, pretext_transforms, symmetry_group
 from cnnpipe.components import models_needed
+from cnnpipe.components.batch import LatentSpace
+from cnnpipe.components.latent import cnn_knn
 from cnnpipe.config import Augment
 from cnnpipe.models.cnn import CNN, CNNObjective, cnn_score
 from cnnpipe.patches import coreset, normalise, owner_ids, patch_distance, patch_vectors, sample_bank
@@ -68,6 +70,11 @@ def test_a_turned_six_ranks_top_when_rotations_are_off():
     s = cnn_score(model, test, meta)
     assert int(s.argmax()) == 7
     assert s[7] > 3 * s[torch.arange(30) != 7].max()
+    # in the feature space the CNN learned for that task, the turned 6 is also the loneliest frame
+    with torch.no_grad():
+        f = model.features(test).numpy()
+    d = cnn_knn(LatentSpace(np.zeros((30, 1)), 3, cnn_features=f))
+    assert int(d.argmax()) == 7 and d[7] > 1.5 * np.delete(d, 7).max()
 
 
 def test_tail_surprise_values():

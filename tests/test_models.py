@@ -202,10 +202,11 @@ def test_scoring_divides_each_residual_by_its_pixel_scale():
 
     vae, cnn = _zero_vae(), CNN(2, 4, [2], hidden=4, n_classes=2)
     x, valid = torch.full((1, 2, 4, 4), 2.0), torch.ones(1, 4, 4)
+    settings = parse({"score": {"top_fraction": 1 / 16}}).score
     x[0, 0, 1, 2] = 6.0                     # the worst intensity residual: 36 ...
-    before = model_components(vae, cnn, {"mode": "supervised"}, x, valid, top_fraction=1 / 16)
+    before = model_components(vae, cnn, {"mode": "supervised"}, x, valid, settings)
     vae.residual_scale[0, 1, 2] = 9.0       # ... is usual at that pixel: it now counts 36 / 9 = 4
-    after = model_components(vae, cnn, {"mode": "supervised"}, x, valid, top_fraction=1 / 16)
+    after = model_components(vae, cnn, {"mode": "supervised"}, x, valid, settings)
     assert before["recon"][0] == pytest.approx(36.0) and after["recon"][0] == pytest.approx(4.0)
     assert before["recon_sobel"][0] == after["recon_sobel"][0] == pytest.approx(4.0)
 

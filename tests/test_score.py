@@ -124,11 +124,11 @@ def test_boring_label_sinks_the_top_frame_whatever_the_score_scale():
 def test_zero_weight_components_are_not_computed():
     from cnnpipe import components
 
-    w = {**config.parse({}).score.weights, "cnn": 0.0, "kl": 0.0}
+    w = {**config.parse({}).score.weights, "cnn": 0.0, "cnn_knn": 0.0, "kl": 0.0}
     names = [c.name for c in components.active(w)]
     assert "cnn" not in names and "kl" not in names and "recon_sobel" in names
     assert components.models_needed(w) == {"vae"}
-    assert components.models_needed({**w, "cnn": 0.5}) == {"vae", "cnn"}
+    assert components.models_needed({**w, "cnn": 0.5}) == {"vae", "cnn"} == components.models_needed({**w, "cnn_knn": 1})
     assert [c.name for c in components.gathered({"latent_knn": 1.0})] == ["latent_knn"]
     cfg = config.parse({"score": {"weights": _only("recon"), "k": 2}})
     n = 8
@@ -142,6 +142,25 @@ def test_zero_weight_components_are_not_computed():
     ranked, _ = rank_scores(off, [part.drop(columns="recon")], read_labels(None))
     assert (ranked.score == 0).all() and len(ranked) == n
 
+
+
+def test_cnn_knn_is_computed_from_the_cnn_features_where_a_cnn_was_trained():
+    cfg = config.parse({"score": {"weights": {**_only("recon"), "cnn_knn": 1.0}, "k": 1}})
+    assert components.models_needed(cfg.score.weights) == {"vae", "cnn"}
+    n = 6
+    part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "",
+                         "recon": np.zeros(n), "z0": np.zeros(n)})
+    ranked, _ = rank_scores(cfg, [part], read_labels(None))
+    assert "cnn_knn" not in ranked                          # no features: no CNN was trained, no column
+    # unit-length features: frames 0-4 point one way (two pairs and one between), frame 5 the other way
+    f = np.array([[1, 0], [1, 0.01], [1, 0.3], [1, 0.31], [1, 0.15], [0, 1]], dtype=float)
+    ranked, _ = rank_scores(cfg, [part.assign(f0=f[:, 0] * 7, f1=f[:, 1] * 7)], read_labels(None))   # scale-free
+    unit = f / np.linalg.norm(f, axis=1, keepdims=True)
+    expected = [min(np.linalg.norm(unit[i] - unit[j]) for j in range(n) if j != i) for i in range(n)]
+    got = ranked.sort_values("index").cnn_knn.to_numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    assert ranked["index"].iloc[0] == 5
 
 
 def test_sampled_knn_distance_matches_the_full_one_where_the_sample_is_everything_and_keeps_the_outlier():

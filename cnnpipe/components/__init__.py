@@ -4,7 +4,8 @@ report all read.
 A row names a component, says what it measures, gives its default ensemble weight, what it is computed
 from (``needs``: "vae", "cnn", "reference" (the corner reference), "frames" (the ingested tiles) or
 "latents" (every ranked frame's latent, i.e. computed when the shards are gathered), "moments" (every
-ranked tile's whole-tile statistics, gathered too)) and the function that
+ranked tile's whole-tile statistics, gathered too); a gathered component that needs "cnn" is computed from
+every ranked tile's CNN features) and the function that
 computes it, as ``"module:function"`` so that reading the table imports no model code. Adding a component
 is one module with its function and one row here.
 
@@ -70,6 +71,11 @@ REGISTRY: list[Component] = [
     Component("cnn", "CNN score: how badly the CNN recognises which orientation change the data is not "
               "invariant under was applied (self-supervised; trained only when augment leaves one, e.g. rot90 "
               "off) or how unsure it is of the class (supervised)", 1.0, ("cnn",), "cnnpipe.components.cnn:cnn"),
+    Component("cnn_knn", "mean distance to the k nearest other ranked tiles in the CNN's feature space (its "
+              "penultimate layer, unit length; learned on the orientations the data is not invariant under, or on "
+              "the labels): a frame unlike the others in what the CNN learned to tell apart (a 9 among 0-8 with "
+              "rotations off); computed only where a CNN is trained", 1.0, ("latents", "cnn"),
+              "cnnpipe.components.latent:cnn_knn"),
     Component("latent_knn", "mean latent distance to the k nearest other ranked frames", 1.0, ("latents",),
               "cnnpipe.components.latent:latent_knn"),
     Component("moments_knn", "mean distance to the k nearest other tiles in whole-tile statistics (brightness "

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..config import Score, parse
+
 
 @dataclass
 class ShardBatch:
@@ -26,9 +28,7 @@ class ShardBatch:
     reference: object | None = None   # cnnpipe.corners.Reference
     codes: torch.Tensor | None = None
     owners: torch.Tensor | None = None   # each tile's id across the run (cnnpipe.patches.owner_ids)
-    top_fraction: float = 0.03
-    line_angles: int = 64
-    line_clip: float = 5.0
+    settings: Score = field(default_factory=lambda: parse({}).score)   # score.* of the config
     _latent: tuple | None = None
     _vae_out: tuple | None = None
 
@@ -53,9 +53,11 @@ class ShardBatch:
 
 @dataclass
 class LatentSpace:
-    """Every ranked tile's latent mean (N, D) and whole-tile statistics, in the order of the gathered table;
+    """Every ranked tile's latent mean (N, D), whole-tile statistics and CNN features, in the order of the
+    gathered table;
     ``k`` kNN neighbours, sought among a sample of ``knn_sample`` tiles (0 = all)."""
     z: np.ndarray
     k: int
     knn_sample: int = 0
     moments: np.ndarray | None = None     # (N, M) whole-tile statistics, same order
+    cnn_features: np.ndarray | None = None   # (N, H) the CNN's penultimate activations, same order

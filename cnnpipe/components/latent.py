@@ -48,6 +48,11 @@ def moments_knn(s: LatentSpace) -> np.ndarray:
     return knn_distance(robust_scale(s.moments), s.k, s.knn_sample)
 
 
+def cnn_knn(s: LatentSpace) -> np.ndarray:
+    f = s.cnn_features
+    return knn_distance(f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12), s.k, s.knn_sample)
+
+
 def latent_knn(s: LatentSpace) -> np.ndarray:
     return knn_distance(s.z, s.k, s.knn_sample)
 

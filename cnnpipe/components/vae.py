@@ -28,11 +28,11 @@ def _residual(b: ShardBatch, channel: int) -> torch.Tensor:
 
 
 def recon(b: ShardBatch) -> torch.Tensor:
-    return top_mean(_residual(b, 0), b.mask, b.top_fraction)
+    return top_mean(_residual(b, 0), b.mask, b.settings.top_fraction)
 
 
 def recon_sobel(b: ShardBatch) -> torch.Tensor:
-    return top_mean(_residual(b, 1), b.mask, b.top_fraction)
+    return top_mean(_residual(b, 1), b.mask, b.settings.top_fraction)
 
 
 def kl(b: ShardBatch) -> torch.Tensor:
