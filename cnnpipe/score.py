@@ -67,8 +67,8 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7, ``with_cnn_features``, the CNN's
     features f0..fH, that gathered components need).
     ``reference``: the corner reference maps of every population; ``comps``: the components to compute
-    (default: every per-shard one); ``settings``: the config's ``score`` section (default: the defaults); the frames, the reference and the CNN are only read when one of them
-    needs it (``cnn`` may then be None)."""
+    (default: every per-shard one); ``settings``: the config's ``score`` section (default: the defaults);
+    the frames, the reference and the CNN are only read when one of them needs it (``cnn`` may then be None)."""
     comps = components.per_shard() if comps is None else comps
     settings = settings or parse({}).score
     needs = {n for c in comps for n in c.needs}
@@ -81,8 +81,8 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
             raise ValueError(f"{features_path}: {len(f['features'])} rows but the manifest lists {len(rows)}")
     comp: dict[str, np.ndarray] = {}
     start = 0
-    for b in prefetch(_reads(features_path, frames_path if "frames" in needs else None,
-                                  settings.batch_size)):
+    frames = frames_path if "frames" in needs else None
+    for b in prefetch(_reads(features_path, frames, settings.batch_size)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         fr = torch.from_numpy(b["frames"]).to(device) if "frames" in b else None
         sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
