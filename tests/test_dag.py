@@ -70,24 +70,26 @@ def test_plain_snakemake_from_the_repository_applies_the_default_profile(tmp_pat
 
 
 def test_the_cnn_is_trained_only_when_its_component_counts(tmp_path):
-    """score.weights.cnn = 0, or data declared isotropic (every orientation allowed: nothing for the
-    self-supervised CNN to predict; the default config at the CNN's default weight): no train_cnn job, the
-    score jobs get no --cnn, the report no CNN metrics; above 0 with an orientation left: the CNN is
-    trained and every score job reads it."""
+    """Every component read from the CNN at weight 0 (score.weights.cnn and cnn_knn), or data declared
+    isotropic (every orientation allowed: nothing for the self-supervised CNN to predict; the default
+    config at the CNN's default weights): no train_cnn job, the score jobs get no --cnn, the report no CNN
+    metrics; one of them above 0 with an orientation left: the CNN is trained and every score job reads it."""
     from workflow_run import TINY
 
     from cnnpipe.components import default_weights
 
     isotropic = {"hflip": True, "vflip": True, "rot90": True}
-    for off in ({**TINY, "score": {"weights": {**default_weights(), "cnn": 0.0}}},
+    for off in ({**TINY, "score": {"weights": {**default_weights(), "cnn": 0.0, "cnn_knn": 0.0}}},
                 {**TINY, "score": {"weights": default_weights()}, "augment": isotropic}):
         plan = planned_all(tmp_path, off)
         assert not re.search(r"^train_cnn\s", plan, re.M) and "--cnn" not in plan and "--cnn-metrics" not in plan
         assert re.search(r"^train_vae\s+1$", plan, re.M) and re.search(r"^score\s+2$", plan, re.M)
     assert default_weights()["cnn"] > 0
-    plan = planned_all(tmp_path, TINY)  # weight 0.25
-    assert re.search(r"^train_cnn\s+1$", plan, re.M)
-    assert plan.count("--cnn results/models/cnn.pt") == 2 and "--cnn-metrics results/models/cnn_metrics.csv" in plan
+    for on in (TINY, {**TINY, "score": {"weights": {**default_weights(), "cnn": 0.0}}}):  # cnn_knn alone
+        plan = planned_all(tmp_path, on)
+        assert re.search(r"^train_cnn\s+1$", plan, re.M)
+        assert plan.count("--cnn results/models/cnn.pt") == 2
+        assert "--cnn-metrics results/models/cnn_metrics.csv" in plan
 
 
 def planned_all(workdir, cfg) -> str:
