@@ -167,6 +167,25 @@ def test_a_busy_normal_frame_does_not_outrank_a_trail():
         assert tail[trail] > tail[busy] and int(np.argmax(tail)) == trail
 
 
+def test_cnn_knn_is_not_outvoted_by_components_that_see_nothing():
+    """Digit-like data: nine pixel-statistic components are heavy-tailed noise (Student t, 3 degrees of
+    freedom), only the CNN-feature kNN sees the 12 anomalies of 600 (2.5 sigma). At the default weights
+    (cnn_knn 4) most of them reach the top 2k; at weight 1 the noise tails outvote it."""
+    s = config.parse({}).score
+    rng = np.random.default_rng(0)
+    n, bad = 600, np.arange(12)
+    blind = ("recon_sobel", "masked", "sobel_peak", "sharpness", "coldness", "corner", "line", "patch_knn",
+             "latent_knn")
+    cols = {c: rng.standard_t(3, size=n) for c in blind} | {"cnn": rng.normal(size=n), "cnn_knn": rng.normal(size=n)}
+    cols["cnn_knn"][bad] += 2.5
+    hits = []
+    for w in (1.0, s.weights["cnn_knn"]):
+        score = ensemble(_table(cols), {**s.weights, "cnn_knn": w}, s.ensemble, s.power, None, s.tail_top,
+                         s.tail_quantile, s.consensus, s.consensus_fraction, s.consensus_min)
+        hits.append(len(np.intersect1d(np.argsort(-score)[:2 * len(bad)], bad)))
+    assert s.weights["cnn_knn"] > 1 and hits[0] <= 2 and hits[1] >= 8, hits     # 0 -> 9 of 12
+
+
 def _blobs(n: int, gen: torch.Generator) -> torch.Tensor:
     """Smooth round 'stars' of random brightness at random places on 24x24 tiles."""
     yy, xx = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
