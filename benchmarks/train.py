@@ -105,10 +105,10 @@ def main() -> None:
         feats, man = write_shard(d, x)
         xt = torch.from_numpy(x)
         ours, bare, ours_aug = [], [], []
-        for _ in range(a.rounds):
+        for _ in range(a.rounds):  # the augmented loop too, in every round: one run of it alone was noisy
             ours.append(pipeline_loop(cfg, feats, man, d, a.threads, a.clock))
             bare.append(bare_loop(cfg, xt, a.epochs, a.clock))
-        ours_aug.append(pipeline_loop(cfg_aug, feats, man, d, a.threads, a.clock))
+            ours_aug.append(pipeline_loop(cfg_aug, feats, man, d, a.threads, a.clock))
     print(f"VAE {cfg.channels}x{size}x{size}, channels {cfg.train.vae.channels}, batch {cfg.train.batch_size}, "
           f"{a.samples} samples, {a.threads} threads, {a.clock} clock")
     report("train loop (VAE, no augmentation)", max(ours), max(bare), "samples/s", 0.9)
