@@ -74,9 +74,9 @@ REGISTRY: list[Component] = [
     Component("cnn_knn", "mean distance to the k nearest other ranked tiles in the CNN's feature space (its "
               "penultimate layer, unit length; learned on the orientations the data is not invariant under, or on "
               "the labels): a frame unlike the others in what the CNN learned to tell apart (a 9 among 0-8 with "
-              "rotations off); computed only where a CNN is trained. Weight 4: the one component that reads "
-              "what the data's own training learned (dev digits: 6-vs-9 AP 0.100 -> 0.161, one-vs-rest "
-              "0.679 -> 0.755)", 4.0, ("latents", "cnn"),
+              "rotations off); computed only where a CNN is trained. Weight 4: at 1 the pixel statistics, "
+              "which see nothing in digit-like data, outvoted it (dev figures in README)", 4.0,
+              ("latents", "cnn"),
               "cnnpipe.components.latent:cnn_knn"),
     Component("latent_knn", "mean latent distance to the k nearest other ranked frames", 1.0, ("latents",),
               "cnnpipe.components.latent:latent_knn"),
