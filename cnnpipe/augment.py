@@ -93,11 +93,17 @@ def pretext_transforms(aug: Augment) -> list[Transform]:
     return classes if len(classes) > 1 else []
 
 
+def oriented(augment: Augment | dict) -> bool:
+    """Whether the data are declared to have an orientation (``augment``: the config's section leaves an
+    orientation change that is not a symmetry; with rot90 and a flip allowed there is none). Such frames are
+    aligned (a digit upright, a detector's beam axis): where things sit in a frame then means something."""
+    return bool(pretext_transforms(augment if isinstance(augment, Augment) else Augment(**augment)))
+
+
 def cnn_has_task(augment: Augment | dict, labels_csv: str | None) -> bool:
     """Whether the CNN can learn anything: labels to classify, or an orientation change the data is declared
-    not invariant under (``augment``: the config's section; with rot90 and a flip allowed there is none)."""
-    aug = augment if isinstance(augment, Augment) else Augment(**augment)
-    return bool(labels_csv) or bool(pretext_transforms(aug))
+    not invariant under (see :func:`oriented`)."""
+    return bool(labels_csv) or oriented(augment)
 
 
 def apply(x: torch.Tensor, t: Transform) -> torch.Tensor:

@@ -179,6 +179,8 @@ class Score:
     patch_pool: int
     line_angles: int
     line_clip: float
+    layout_side: int
+    layout_alignment: float
     top_fraction: float
     batch_size: int
     min_population: int

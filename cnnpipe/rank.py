@@ -15,11 +15,11 @@ from sklearn.neighbors import NearestNeighbors
 
 from . import components
 from .components.batch import LatentSpace
-from .components.latent import knn_distance
+from .components.latent import alignment, knn_distance
 from .config import Config
 from .labels import read_labels  # noqa: F401  (what the rank verb reads labels with)
 from .population import population
-from .score import CARRIED, ID
+from .score import CARRIED, GATHERED_PREFIX, ID
 from .sky import COLUMNS as SKY_COLUMNS
 from .tables import write_csv
 
@@ -195,16 +195,28 @@ def component_columns(df: pd.DataFrame) -> list[str]:
     return [c for c in components.names() if c in df]
 
 
+def aligned(thumbs: np.ndarray, threshold: float) -> bool:
+    """Whether the frames share a layout (:func:`cnnpipe.components.latent.alignment` at least ``threshold``),
+    so that layout_knn means something; logged either way."""
+    a = alignment(thumbs)
+    log.info("layout_knn: frame alignment %.3f (score.layout_alignment %g): %s", a, threshold,
+             "used" if a >= threshold else "not used, the frames are not aligned")
+    return a >= threshold
+
+
 def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
     """All shards' scores -> the ranked table (output contract) and the latents in the same order."""
     df = pd.concat([p for p in parts if len(p)] or parts, ignore_index=True)  # an empty shard's columns are untyped
     zcols = [c for c in df.columns if c.startswith("z") and c[1:].isdigit()]
     z = df[zcols].to_numpy(np.float64)
-    mcols, fcols = ([c for c in df.columns if c.startswith(p) and c[1:].isdigit()] for p in "mf")
+    mcols, fcols, tcols = ([c for c in df.columns if c.startswith(p) and c[1:].isdigit()]
+                           for p in GATHERED_PREFIX.values())
     space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample, df[mcols].to_numpy(np.float64),
-                        df[fcols].to_numpy(np.float64))
+                        df[fcols].to_numpy(np.float64), df[tcols].to_numpy(np.float64))
+    layout_ok = bool(tcols) and aligned(space.layout, cfg.score.layout_alignment)
     for c in components.gathered(cfg.score.weights):
-        if "cnn" not in c.needs or fcols:      # no CNN features where no CNN was trained: no column
+        # no CNN features where no CNN was trained, no thumbnails where the data have no orientation: no column
+        if ("cnn" not in c.needs or fcols) and ("layout" not in c.needs or layout_ok):
             df[c.name] = c.compute()(space)
     pooled, small = small_populations(df, cfg.score.min_population)
     for name, n in small.items():

@@ -14,6 +14,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from . import components
 from .atomic import atomic_path
@@ -33,19 +34,24 @@ log = logging.getLogger(__name__)
 ID = ["source", "key", "index"]
 #: manifest columns carried through scoring and ranking (the gallery and the report look tiles up by them)
 CARRIED = ["frame", "y0", "x0", "shard", "row", "population"]
+#: the per-tile arrays gathered components read, and the prefix of their columns in a scores table
+GATHERED_PREFIX = {"moments": "m", "cnn_features": "f", "layout": "t"}
 
 
 @torch.no_grad()
-def batch_components(b: ShardBatch, comps: list[components.Component],
-                     with_moments: bool = False, with_cnn_features: bool = False) -> dict[str, np.ndarray]:
+def batch_components(b: ShardBatch, comps: list[components.Component], with_moments: bool = False,
+                     with_cnn_features: bool = False, layout_side: int = 0) -> dict[str, np.ndarray]:
     """Values of ``comps`` for one batch (float64, one per tile), the latent means ``mu`` and, when asked,
-    the whole-tile statistics ``moments`` and the CNN's features ``cnn_features``."""
+    the whole-tile statistics ``moments``, the CNN's features ``cnn_features`` and (``layout_side`` > 0)
+    each tile's intensity thumbnail ``layout``, averaged down to that side."""
     out = {c.name: c.compute()(b) for c in comps}
     out["mu"] = b.latent()[0].float()
     if with_moments:
         out["moments"] = moments(b.x)
     if with_cnn_features:
         out["cnn_features"] = b.cnn.features(b.x).float()
+    if layout_side:
+        out["layout"] = F.adaptive_avg_pool2d(b.x[:, :1].float(), layout_side).flatten(1)
     return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}
 
 
@@ -62,10 +68,10 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
                 cnn_meta: dict, reference: str | Path, device: torch.device, settings: Score | None = None,
                 comps: list[components.Component] | None = None, with_moments: bool = False,
-                with_cnn_features: bool = False) -> pd.DataFrame:
+                with_cnn_features: bool = False, layout_side: int = 0) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7, ``with_cnn_features``, the CNN's
-    features f0..fH, that gathered components need).
+    features f0..fH, ``layout_side``, the thumbnails t0..tS*S, that gathered components need).
     ``reference``: the corner reference maps of every population; ``comps``: the components to compute
     (default: every per-shard one); ``settings``: the config's ``score`` section (default: the defaults);
     the frames, the reference and the CNN are only read when one of them needs it (``cnn`` may then be None)."""
@@ -88,7 +94,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
         sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
                         owners=owners[start:start + len(x)], settings=settings)
-        values = batch_components(sb, comps, with_moments, with_cnn_features)
+        values = batch_components(sb, comps, with_moments, with_cnn_features, layout_side)
         if not comp:  # filled in place: small arrays kept from every batch would fragment the heap
             comp = {k: np.empty((len(rows), *v.shape[1:]), v.dtype) for k, v in values.items()}
         for k, v in values.items():
@@ -101,7 +107,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
         df[c.name] = comp[c.name].astype(np.float64)
     z = pd.DataFrame(comp["mu"], columns=[f"z{i}" for i in range(comp["mu"].shape[1])])
     extra = [pd.DataFrame(v, columns=[f"{prefix}{i}" for i in range(v.shape[1])])
-             for key, prefix in (("moments", "m"), ("cnn_features", "f")) if (v := comp.get(key)) is not None]
+             for key, prefix in GATHERED_PREFIX.items() if (v := comp.get(key)) is not None]
     return pd.concat([df, z, *extra], axis=1)
 
 

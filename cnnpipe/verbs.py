@@ -86,7 +86,7 @@ def cmd_report(args) -> None:
 
 
 def cmd_score(args) -> None:
-    from .augment import cnn_has_task
+    from .augment import cnn_has_task, oriented
     from .checkpoint import load_model
     from .device import select
     from .score import score_shard, write_parquet
@@ -109,7 +109,9 @@ def cmd_score(args) -> None:
     df = score_shard(args.features, args.frames, read_manifest(args.manifest), args.shard, vae, cnn, cnn_meta,
                      args.reference, device, cfg.score, comps=comps,
                      with_moments=any("moments" in c.needs for c in gathered),
-                     with_cnn_features=cnn is not None and any("cnn" in c.needs for c in gathered))
+                     with_cnn_features=cnn is not None and any("cnn" in c.needs for c in gathered),
+                     layout_side=cfg.score.layout_side
+                     if oriented(cfg.augment) and any("layout" in c.needs for c in gathered) else 0)
     write_parquet(df, args.out)
     log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
 

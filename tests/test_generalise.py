@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from cnnpipe import config
-from cnnpipe.augment import IDENTITY, Transform, cnn_has_task, pretext_transforms, symmetry_group
+from cnnpipe.augment import IDENTITY, Transform, cnn_has_task, oriented, pretext_transforms, symmetry_group
 from cnnpipe.components import models_needed
 from cnnpipe.components.batch import LatentSpace
-from cnnpipe.components.latent import cnn_knn
+from cnnpipe.components.latent import cnn_knn, layout_knn
 from cnnpipe.config import Augment
 from cnnpipe.models.cnn import CNN, CNNObjective, cnn_score
 from cnnpipe.patches import coreset, normalise, owner_ids, patch_distance, patch_vectors, sample_bank
@@ -33,6 +33,10 @@ def test_pretext_classes_are_the_orientations_that_are_not_symmetries():
     assert models_needed(w, cnn_has_task({"hflip": True, "vflip": True, "rot90": True, "translate": 0}, None)) == {"vae"}
     assert models_needed(w, cnn_has_task(Augment(True, True, True, 0), "labels.csv")) == {"vae", "cnn"}
     assert models_needed(w, cnn_has_task(Augment(False, False, False, 0), None)) == {"vae", "cnn"}
+    # oriented (aligned) data: whatever orientation change is not a symmetry; isotropic data: none
+    assert oriented(Augment(False, False, False, 4)) and oriented({"hflip": True, "vflip": True, "rot90": False,
+                                                                   "translate": 0})
+    assert not oriented(Augment(True, True, True, 0)) and not oriented(Augment(True, False, True, 2))
 
 
 def _glyph(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -167,23 +171,50 @@ def test_a_busy_normal_frame_does_not_outrank_a_trail():
         assert tail[trail] > tail[busy] and int(np.argmax(tail)) == trail
 
 
-def test_cnn_knn_is_not_outvoted_by_components_that_see_nothing():
-    """Digit-like data: nine pixel-statistic components are heavy-tailed noise (Student t, 3 degrees of
-    freedom), only the CNN-feature kNN sees the 12 anomalies of 600 (2.5 sigma). At the default weights
-    (cnn_knn 4) most of them reach the top 2k; at weight 1 the noise tails outvote it."""
+def test_layout_knn_is_not_outvoted_by_components_that_see_nothing():
+    """Aligned digit-like data: nine pixel-statistic components are heavy-tailed noise (Student t, 3 degrees
+    of freedom), the CNN's two are plain noise, only the thumbnail kNN sees the 12 anomalies of 600
+    (2.5 sigma). At its default weight most of them reach the top 2k; at weight 1 the noise tails outvote it."""
     s = config.parse({}).score
     rng = np.random.default_rng(0)
     n, bad = 600, np.arange(12)
     blind = ("recon_sobel", "masked", "sobel_peak", "sharpness", "coldness", "corner", "line", "patch_knn",
              "latent_knn")
-    cols = {c: rng.standard_t(3, size=n) for c in blind} | {"cnn": rng.normal(size=n), "cnn_knn": rng.normal(size=n)}
-    cols["cnn_knn"][bad] += 2.5
+    cols = {c: rng.standard_t(3, size=n) for c in blind} | {c: rng.normal(size=n) for c in ("cnn", "cnn_knn",
+                                                                                             "layout_knn")}
+    cols["layout_knn"][bad] += 2.5
     hits = []
-    for w in (1.0, s.weights["cnn_knn"]):
-        score = ensemble(_table(cols), {**s.weights, "cnn_knn": w}, s.ensemble, s.power, None, s.tail_top,
+    for w in (1.0, s.weights["layout_knn"]):
+        score = ensemble(_table(cols), {**s.weights, "layout_knn": w}, s.ensemble, s.power, None, s.tail_top,
                          s.tail_quantile, s.consensus, s.consensus_fraction, s.consensus_min)
         hits.append(len(np.intersect1d(np.argsort(-score)[:2 * len(bad)], bad)))
-    assert s.weights["cnn_knn"] > 1 and hits[0] <= 2 and hits[1] >= 8, hits     # 0 -> 9 of 12
+    assert s.weights["layout_knn"] > 1 and hits[0] <= 2 and hits[1] >= 8, hits
+
+
+def test_a_turned_six_has_the_loneliest_thumbnail():
+    """layout_knn's thumbnails (the intensity averaged down to layout_side) of 6s, one turned half a turn:
+    the '9' is the frame farthest from its neighbours, with no model trained."""
+    from cnnpipe.components.batch import ShardBatch
+    from cnnpipe.score import batch_components
+
+    gen = torch.Generator().manual_seed(0)
+    x = _glyph(40, gen)
+    x[11] = torch.rot90(x[11], 2, dims=(-2, -1))
+    x = torch.cat([x, x], dim=1)                      # intensity + a second channel the thumbnail ignores
+    x[:, 1] = torch.rand(40, 16, 16, generator=gen)
+    b = ShardBatch(x, torch.ones(40, 16, 16), {}, vae=_NoVAE())
+    t = batch_components(b, [], layout_side=4)["layout"]
+    assert t.shape == (40, 16)
+    np.testing.assert_allclose(t[3, 5], x[3, 0, 4:8, 4:8].mean().item(), rtol=1e-5)   # row 1, column 1 block
+    d = layout_knn(LatentSpace(np.zeros((40, 1)), 3, layout=t))
+    assert int(d.argmax()) == 11 and d[11] > 2 * np.delete(d, 11).max()
+
+
+class _NoVAE:
+    """Stands in for the VAE: only its encoder's latent mean is asked for."""
+
+    def encode(self, x):
+        return torch.zeros(len(x), 2), torch.zeros(len(x), 2)
 
 
 def _blobs(n: int, gen: torch.Generator) -> torch.Tensor:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cnnpipe import components, config
-from cnnpipe.components.latent import knn_distance
+from cnnpipe.components.latent import alignment, knn_distance
 from cnnpipe.components.latent import mahalanobis_distance as mahalanobis
 from cnnpipe.components.vae import top_mean
 from cnnpipe.population import population
@@ -161,6 +161,32 @@ def test_cnn_knn_is_computed_from_the_cnn_features_where_a_cnn_was_trained():
     got = ranked.sort_values("index").cnn_knn.to_numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     assert ranked["index"].iloc[0] == 5
+
+
+def test_layout_knn_is_computed_from_the_thumbnails_where_the_data_have_an_orientation():
+    cfg = config.parse({"score": {"weights": {**_only("recon"), "layout_knn": 1.0}, "k": 2}})
+    n = 7
+    part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "",
+                         "recon": np.zeros(n), "z0": np.zeros(n)})
+    ranked, _ = rank_scores(cfg, [part], read_labels(None))
+    assert "layout_knn" not in ranked                 # no thumbnails: the data have no orientation, no column
+    d = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [0.5, 0.5], [0.2, 0.9], [6, 6]], dtype=float)
+    # frames that do not share a layout (objects anywhere): the mean thumbnail is flat, no column
+    ranked, _ = rank_scores(cfg, [part.assign(t0=d[:, 0], t1=d[:, 1])], read_labels(None))
+    assert alignment(d) < 0.5 and "layout_knn" not in ranked
+    t = d + [9.0, 0.0]                                 # a shared layout: bright left, dark right
+    ranked, _ = rank_scores(cfg, [part.assign(t0=t[:, 0], t1=t[:, 1])], read_labels(None))
+    expected = [np.sort([np.linalg.norm(t[i] - t[j]) for j in range(n) if j != i])[:2].mean() for i in range(n)]
+    np.testing.assert_allclose(ranked.sort_values("index").layout_knn.to_numpy(), expected, rtol=1e-9)
+    assert ranked["index"].iloc[0] == 6
+
+
+def test_alignment_values():
+    # mean thumbnail (2, 0): variance over pixels 1; variance across frames 1 in each pixel: alignment 1
+    assert alignment(np.array([[1.0, -1.0], [3.0, 1.0]])) == pytest.approx(1.0)
+    assert alignment(np.array([[1.0, 0.0], [0.0, 1.0]])) == 0.0            # mean (0.5, 0.5): flat
+    assert alignment(np.ones((5, 4))) == 0.0 and alignment(np.zeros((1, 4))) == 0.0   # no spread, one frame
 
 
 def test_sampled_knn_distance_matches_the_full_one_where_the_sample_is_everything_and_keeps_the_outlier():

@@ -4,7 +4,8 @@ report all read.
 A row names a component, says what it measures, gives its default ensemble weight, what it is computed
 from (``needs``: "vae", "cnn", "reference" (the corner reference), "frames" (the ingested tiles) or
 "latents" (every ranked frame's latent, i.e. computed when the shards are gathered), "moments" (every
-ranked tile's whole-tile statistics, gathered too); a gathered component that needs "cnn" is computed from
+ranked tile's whole-tile statistics, gathered too), "layout" (every ranked tile's thumbnail, gathered only
+where the data have an orientation); a gathered component that needs "cnn" is computed from
 every ranked tile's CNN features) and the function that
 computes it, as ``"module:function"`` so that reading the table imports no model code. Adding a component
 is one module with its function and one row here.
@@ -74,10 +75,16 @@ REGISTRY: list[Component] = [
     Component("cnn_knn", "mean distance to the k nearest other ranked tiles in the CNN's feature space (its "
               "penultimate layer, unit length; learned on the orientations the data is not invariant under, or on "
               "the labels): a frame unlike the others in what the CNN learned to tell apart (a 9 among 0-8 with "
-              "rotations off); computed only where a CNN is trained. Weight 4: at 1 the pixel statistics, "
-              "which see nothing in digit-like data, outvoted it (dev figures in README)", 4.0,
+              "rotations off); computed only where a CNN is trained", 1.0,
               ("latents", "cnn"),
               "cnnpipe.components.latent:cnn_knn"),
+    Component("layout_knn", "mean distance to the k nearest other tiles in their thumbnails (the intensity "
+              "averaged down to score.layout_side pixels a side): a frame laid out unlike the others (a 9 among "
+              "0-8, a frame from another field or instrument); computed only where the data have an orientation "
+              "(augment leaves one off) and the frames share a layout (score.layout_alignment): in sky or "
+              "detector frames, where objects sit anywhere, every layout is new. Weight 8: the pixel statistics see nothing in aligned digit-like "
+              "data (dev figures in README)", 8.0, ("latents", "layout"),
+              "cnnpipe.components.latent:layout_knn"),
     Component("latent_knn", "mean latent distance to the k nearest other ranked frames", 1.0, ("latents",),
               "cnnpipe.components.latent:latent_knn"),
     Component("moments_knn", "mean distance to the k nearest other tiles in whole-tile statistics (brightness "

@@ -53,11 +53,12 @@ class ShardBatch:
 
 @dataclass
 class LatentSpace:
-    """Every ranked tile's latent mean (N, D), whole-tile statistics and CNN features, in the order of the
-    gathered table;
+    """Every ranked tile's latent mean (N, D), whole-tile statistics, CNN features and thumbnails, in the
+    order of the gathered table;
     ``k`` kNN neighbours, sought among a sample of ``knn_sample`` tiles (0 = all)."""
     z: np.ndarray
     k: int
     knn_sample: int = 0
     moments: np.ndarray | None = None     # (N, M) whole-tile statistics, same order
     cnn_features: np.ndarray | None = None   # (N, H) the CNN's penultimate activations, same order
+    layout: np.ndarray | None = None      # (N, S*S) thumbnails of the intensity, same order

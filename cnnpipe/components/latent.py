@@ -53,6 +53,21 @@ def cnn_knn(s: LatentSpace) -> np.ndarray:
     return knn_distance(f / np.maximum(np.linalg.norm(f, axis=1, keepdims=True), 1e-12), s.k, s.knn_sample)
 
 
+def layout_knn(s: LatentSpace) -> np.ndarray:
+    return knn_distance(s.layout, s.k, s.knn_sample)
+
+
+def alignment(thumbs: np.ndarray) -> float:
+    """How aligned (N, P) thumbnails are: the variance over pixels of their mean thumbnail over the mean over
+    pixels of their variance across frames. Upright digits share a layout (the dev digits sets: 1.5-4.6);
+    where objects sit anywhere the mean thumbnail is flat (dev sky 0.002, helical tracks from a central
+    vertex 0.18)."""
+    if len(thumbs) < 2:
+        return 0.0
+    spread = thumbs.var(axis=0).mean()
+    return float(thumbs.mean(axis=0).var() / spread) if spread > 0 else 0.0
+
+
 def latent_knn(s: LatentSpace) -> np.ndarray:
     return knn_distance(s.z, s.k, s.knn_sample)
 
