@@ -77,18 +77,20 @@ def score_rates(d: Path, device: torch.device, feats: list[str], man_path: Path,
                         cnn(apply(b, t))
         sync(device)
 
-    def ours(comps, size=batch, cnn_features=False):
+    def ours(comps, size=batch, oriented=False):
         def run():
             score_shard(feats[0], frames, man, 0, vae, cnn, meta, reference, device,
-                        dataclasses.replace(s, batch_size=size), comps=comps, with_cnn_features=cnn_features)
+                        dataclasses.replace(s, batch_size=size), comps=comps, with_cnn_features=oriented,
+                        layout_side=s.layout_side if oriented else 0)
             sync(device)
         return run
 
     # the default config declares the data isotropic: no CNN; with an orientation left (digits, tracks)
-    # the CNN's score and its features (for cnn_knn, gathered at rank) come in
+    # the CNN's score, its features (for cnn_knn) and the thumbnails (for layout_knn), gathered at rank,
+    # come in
     default = [c for c in components.per_shard(s.weights) if c.name != "cnn"]
     fns = {"score_default": ours(default), "score_every": ours(components.per_shard()),
-           "score_with_cnn": ours(components.per_shard(s.weights), cnn_features=True),
+           "score_with_cnn": ours(components.per_shard(s.weights), oriented=True),
            "bare_vae": lambda: bare(False, False), "bare_vae_amp": lambda: bare(False, True),
            "bare_vae_cnn": lambda: bare(True, False), f"score_default_batch{8 * batch}": ours(default, 8 * batch)}
     out = {}
@@ -160,7 +162,7 @@ def page(r: dict, devices: list[str]) -> str:
             ("score a shard, default components (frames/s)", lambda d: d["score"]["score_default"]),
             (f"default components, scoring batch {8 * r['batch']} (frames/s)", lambda d: d["score"][f"score_default_batch{8 * r['batch']}"]),
             ("score a shard, every component (frames/s)", lambda d: d["score"]["score_every"]),
-            ("score a shard, defaults with the CNN and its features (frames/s)", lambda d: d["score"]["score_with_cnn"]),
+            ("score a shard, defaults with the CNN, its features and the thumbnails (frames/s)", lambda d: d["score"]["score_with_cnn"]),
             ("bare VAE forward, fp32 (frames/s)", lambda d: d["score"]["bare_vae"]),
             ("bare VAE forward, autocast (frames/s)", lambda d: d["score"]["bare_vae_amp"]),
             ("bare VAE + 8 CNN forwards (frames/s)", lambda d: d["score"]["bare_vae_cnn"]),
