@@ -71,7 +71,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
                 with_cnn_features: bool = False, layout_side: int = 0) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7, ``with_cnn_features``, the CNN's
-    features f0..fH, ``layout_side``, the thumbnails t0..tS*S, that gathered components need).
+    features f0..fH, ``layout_side`` S, the thumbnails t0..t(S*S-1), that gathered components need).
     ``reference``: the corner reference maps of every population; ``comps``: the components to compute
     (default: every per-shard one); ``settings``: the config's ``score`` section (default: the defaults);
     the frames, the reference and the CNN are only read when one of them needs it (``cnn`` may then be None)."""

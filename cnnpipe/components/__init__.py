@@ -82,8 +82,9 @@ REGISTRY: list[Component] = [
               "averaged down to score.layout_side pixels a side): a frame laid out unlike the others (a 9 among "
               "0-8, a frame from another field or instrument); computed only where the data have an orientation "
               "(augment leaves one off) and the frames share a layout (score.layout_alignment): in sky or "
-              "detector frames, where objects sit anywhere, every layout is new. Weight 8: the pixel statistics see nothing in aligned digit-like "
-              "data (dev figures in README)", 8.0, ("latents", "layout"),
+              "detector frames, where objects sit anywhere, every layout is new. Weight 8: the pixel "
+              "statistics see nothing in aligned digit-like data (dev figures in README)", 8.0,
+              ("latents", "layout"),
               "cnnpipe.components.latent:layout_knn"),
     Component("latent_knn", "mean latent distance to the k nearest other ranked frames", 1.0, ("latents",),
               "cnnpipe.components.latent:latent_knn"),
