@@ -181,6 +181,7 @@ class Score:
     line_clip: float
     layout_side: int
     layout_alignment: float
+    occupancy_sigma: float
     top_fraction: float
     batch_size: int
     min_population: int

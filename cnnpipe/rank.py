@@ -218,6 +218,8 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
         # no CNN features where no CNN was trained, no thumbnails where the data have no orientation: no column
         if ("cnn" not in c.needs or fcols) and ("layout" not in c.needs or layout_ok):
             df[c.name] = c.compute()(space)
+    if "layout_knn" in df:   # aligned frames: their thumbnails hold what the "unaligned" components measure
+        df = df.drop(columns=[c.name for c in components.REGISTRY if "unaligned" in c.needs and c.name in df])
     pooled, small = small_populations(df, cfg.score.min_population)
     for name, n in small.items():
         log.warning("population %s has %d frames (fewer than score.min_population = %d): scored against the "

@@ -164,22 +164,44 @@ def test_cnn_knn_is_computed_from_the_cnn_features_where_a_cnn_was_trained():
 
 
 def test_layout_knn_is_computed_from_the_thumbnails_where_the_data_have_an_orientation():
-    cfg = config.parse({"score": {"weights": {**_only("recon"), "layout_knn": 1.0}, "k": 2}})
+    cfg = config.parse({"score": {"weights": {**_only("recon"), "layout_knn": 1.0, "occupancy": 1.0}, "k": 2}})
     n = 7
     part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
                          "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "",
-                         "recon": np.zeros(n), "z0": np.zeros(n)})
+                         "recon": np.zeros(n), "occupancy": np.zeros(n), "z0": np.zeros(n)})
     ranked, _ = rank_scores(cfg, [part], read_labels(None))
     assert "layout_knn" not in ranked                 # no thumbnails: the data have no orientation, no column
+    assert "occupancy" in ranked                      # ... and occupancy measures the frame as a whole
     d = np.array([[0, 0], [0, 1], [1, 0], [1, 1], [0.5, 0.5], [0.2, 0.9], [6, 6]], dtype=float)
     # frames that do not share a layout (objects anywhere): the mean thumbnail is flat, no column
     ranked, _ = rank_scores(cfg, [part.assign(t0=d[:, 0], t1=d[:, 1])], read_labels(None))
-    assert alignment(d) < 0.5 and "layout_knn" not in ranked
+    assert alignment(d) < 0.5 and "layout_knn" not in ranked and "occupancy" in ranked
     t = d + [9.0, 0.0]                                 # a shared layout: bright left, dark right
     ranked, _ = rank_scores(cfg, [part.assign(t0=t[:, 0], t1=t[:, 1])], read_labels(None))
     expected = [np.sort([np.linalg.norm(t[i] - t[j]) for j in range(n) if j != i])[:2].mean() for i in range(n)]
     np.testing.assert_allclose(ranked.sort_values("index").layout_knn.to_numpy(), expected, rtol=1e-9)
     assert ranked["index"].iloc[0] == 6
+    assert "occupancy" not in ranked                  # aligned frames: the thumbnail holds the amount of signal
+
+
+def test_occupancy_values_and_a_pile_up_ranks_top():
+    from cnnpipe.components.batch import ShardBatch
+    from cnnpipe.components.features import occupancy
+
+    # 4x4 tile, one pixel masked: median 1, MAD 1 (noise 1.4826); 5 sigma above the median: > 8.413
+    t = torch.tensor([[0, 1, 2, 1], [1, 0, 2, 1], [2, 1, 9, 8.5], [0, 2, float("nan"), 8.3]])
+    b = ShardBatch(torch.zeros(1, 2, 4, 4), torch.ones(1, 4, 4), {}, frames=t[None])
+    assert occupancy(b).item() == pytest.approx(2 / 15)          # 9 and 8.5 of the 15 unmasked pixels
+    # detector events: noise plus 3 straight tracks each; one event holds two events' tracks (a pile-up)
+    gen = np.random.default_rng(0)
+    frames = gen.normal(0, 1, (40, 32, 32)).astype(np.float32)
+    for i in range(40):
+        for _ in range(6 if i == 13 else 3):
+            r = gen.integers(2, 30)
+            frames[i, r, gen.integers(0, 8):gen.integers(20, 32)] += 20
+    occ = occupancy(ShardBatch(torch.zeros(40, 2, 32, 32), torch.ones(40, 32, 32), {},
+                               frames=torch.from_numpy(frames))).numpy()
+    assert int(occ.argmax()) == 13 and occ[13] > 1.4 * np.delete(occ, 13).max()
 
 
 def test_alignment_values():

@@ -5,7 +5,8 @@ A row names a component, says what it measures, gives its default ensemble weigh
 from (``needs``: "vae", "cnn", "reference" (the corner reference), "frames" (the ingested tiles) or
 "latents" (every ranked frame's latent, i.e. computed when the shards are gathered), "moments" (every
 ranked tile's whole-tile statistics, gathered too), "layout" (every ranked tile's thumbnail, gathered only
-where the data have an orientation); a gathered component that needs "cnn" is computed from
+where the data have an orientation), "unaligned" (dropped at rank where layout_knn is used); a gathered
+component that needs "cnn" is computed from
 every ranked tile's CNN features) and the function that
 computes it, as ``"module:function"`` so that reading the table imports no model code. Adding a component
 is one module with its function and one row here.
@@ -59,6 +60,11 @@ REGISTRY: list[Component] = [
               "hits)", 1.0, (), "cnnpipe.components.features:sharpness"),
     Component("coldness", "darkest pixel below the frame's median level, in noise units (dead pixels, bad "
               "columns)", 1.0, (), "cnnpipe.components.features:coldness"),
+    Component("occupancy", "fraction of the tile's pixels above its median by more than "
+              "score.occupancy_sigma noise units: how much signal the frame holds (a pile-up, a shower, a crowded "
+              "field); used only where layout_knn is not (the frames are not aligned): an aligned frame's "
+              "thumbnail already holds its amount of signal", 1.0, ("frames", "unaligned"),
+              "cnnpipe.components.features:occupancy"),
     Component("corner", "strongest corner against the usual corner strength at that pixel in the population "
               "(kinked tracks, displaced vertices)", 1.0, ("frames", "reference"),
               "cnnpipe.components.shape:corner"),

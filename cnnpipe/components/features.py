@@ -33,3 +33,14 @@ def sharpness(b: ShardBatch) -> np.ndarray:
 
 def coldness(b: ShardBatch) -> np.ndarray:
     return b.stats["coldness"]
+
+
+def occupancy(b: ShardBatch) -> torch.Tensor:
+    """Fraction of the tile's pixels above its median by more than ``score.occupancy_sigma`` robust noise
+    units (1.4826 x the median absolute deviation; masked pixels left out): how much signal the frame
+    holds, a detector's occupancy (a pile-up, a shower) or a field's crowding."""
+    f = b.frames.float().flatten(1)
+    med = f.nanmedian(dim=1, keepdim=True).values
+    noise = 1.4826 * (f - med).abs().nanmedian(dim=1, keepdim=True).values
+    above = f > med + b.settings.occupancy_sigma * noise.clamp_min(1e-12)   # NaN compares False
+    return above.float().sum(dim=1) / torch.isfinite(f).float().sum(dim=1).clamp_min(1.0)
