@@ -152,6 +152,9 @@ def test_split_is_disjoint_and_held_out_families_have_no_dev_run():
     held = {(r.family, r.seed) for r in split.RUNS if r.split == split.HELD_OUT}
     assert dev.isdisjoint(held) and len(held) >= 5
     assert {"sky_ngc1316", "tracks_strips"} <= {f for f, _ in held} - {f for f, _ in dev}
+    extra = {(r.family, r.seed) for r in split.EXTRA_DEV}
+    assert extra.isdisjoint(held) and all(r.split == split.DEV for r in split.EXTRA_DEV)
+    assert len({r.name for r in split.RUNS + split.EXTRA_DEV}) == len(split.RUNS) + len(split.EXTRA_DEV)
     with pytest.raises(ValueError):
         split.check_disjoint([split.Run("sky_m13", 1, split.DEV), split.Run("sky_m13", 1, split.HELD_OUT)])
     a, b = digits.half_indices(0), digits.half_indices(1)

@@ -26,7 +26,7 @@ import pandas as pd
 
 from . import baselines, digits, metrics, sky_m13, sky_ngc1316, tracks_helix, tracks_strips, workflow
 from .files import read_frames, write_fits_folder, write_hdf5
-from .split import DEV, DIGITS_HALF, HELD_OUT, RUNS, Run, check_disjoint
+from .split import DEV, DIGITS_HALF, EXTRA_DEV, HELD_OUT, RUNS, Run, check_disjoint
 
 HERE = Path(__file__).resolve().parent
 #: family -> (generator module, frame side, writes a FITS folder (else HDF5))
@@ -281,6 +281,8 @@ def main() -> None:
     ap.add_argument("--sets", nargs="+", help="families (sky_m13) or sets (sky_m13-dev); default all")
     ap.add_argument("--digits", nargs="+", choices=DIGIT_PROTOCOLS, help="only these digit protocols")
     ap.add_argument("--quick", action="store_true", help="small sets and short training (a smoke run)")
+    ap.add_argument("--extra-dev", action="store_true", help="also the further dev seeds (split.EXTRA_DEV); "
+                    "--sets sky_m13-dev picks them too")
     ap.add_argument("--out", default=str(HERE.parent / "SUITE.md"))
     ap.add_argument("--keep", help="keep the run folders here instead of a temporary folder")
     ap.add_argument("--weights", type=json.loads, default={},
@@ -294,9 +296,11 @@ def main() -> None:
     workflow.INGEST.update({"tile_size": a.tile} if a.tile else {})
     workflow.INGEST.update({"small_frames": a.small_frames} if a.small_frames else {})
     check_disjoint()
-    runs = [r for r in RUNS if not a.sets or r.family in a.sets or r.name in a.sets]
+    runs = [r for r in RUNS + (EXTRA_DEV if a.extra_dev else [])
+            if not a.sets or r.family in a.sets or r.name in a.sets or f"{r.family}-{r.split}" in a.sets]
     todo = jobs(runs, a.digits or DIGIT_PROTOCOLS)
     command = "python -m benchmarks.suite.run" + (" --quick" if a.quick else "") + (
+        " --extra-dev" if a.extra_dev else "") + (
         f" --sets {' '.join(a.sets)}" if a.sets else "") + (f" --digits {' '.join(a.digits)}" if a.digits else "") + (
         f" --weights '{json.dumps(a.weights)}'" if a.weights else "") + (f" --tile {a.tile}" if a.tile else "") + (
         f" --small-frames {a.small_frames}" if a.small_frames else "")
