@@ -4,10 +4,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..pixel_outliers import NOISE_SAMPLE
 from .batch import ShardBatch
 from .vae import top_mean
-
-OCCUPANCY_SAMPLE = 1024   # pixels per tile the occupancy's median and noise are estimated from
 
 
 def moments(x: torch.Tensor) -> torch.Tensor:
@@ -42,13 +41,13 @@ def occupancy(b: ShardBatch) -> torch.Tensor:
     units (1.4826 x the median absolute deviation; masked pixels left out): how much signal the frame
     holds, a detector's occupancy (a pile-up, a shower) or a field's crowding.
 
-    The median and the MAD are taken from a regular sample of ``OCCUPANCY_SAMPLE`` pixels (1024 of a 64x64
-    tile: within a few percent, as at ingest): on all pixels the two medians cost as much as the VAE's
-    forward pass."""
+    The median and the MAD are taken from a regular sample of ``NOISE_SAMPLE`` pixels, as at ingest (1024 of
+    a 64x64 tile: within a few percent): on all pixels the two medians cost as much as the VAE's forward
+    pass."""
     f = b.frames.float().flatten(1)
     masked = bool(torch.isnan(f).any())
     median = torch.nanmedian if masked else torch.median
-    sample = f[:, ::max(1, f.shape[1] // OCCUPANCY_SAMPLE)].contiguous()
+    sample = f[:, ::max(1, f.shape[1] // NOISE_SAMPLE)].contiguous()
     med = median(sample, dim=1, keepdim=True).values
     noise = 1.4826 * median((sample - med).abs(), dim=1, keepdim=True).values
     above = (f > med + b.settings.occupancy_sigma * noise.clamp_min(1e-12)).float().sum(dim=1)  # NaN: False
