@@ -172,6 +172,7 @@ class Score:
     consensus: float
     consensus_fraction: float
     consensus_min: int
+    consensus_exempt: float
     corner_sigma: float
     patch_size: int
     patch_stride: int

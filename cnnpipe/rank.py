@@ -118,7 +118,8 @@ def consensus_factors(terms: np.ndarray, tail_top: int, fraction: float, minimum
 
 def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: float,
              pooled: np.ndarray | None = None, tail_top: int = 3, tail_quantile: float = 0.9,
-             consensus: float = 0.0, consensus_fraction: float = 0.05, consensus_min: int = 10) -> np.ndarray:
+             consensus: float = 0.0, consensus_fraction: float = 0.05, consensus_min: int = 10,
+             consensus_exempt: float = np.inf) -> np.ndarray:
     """Combine the components, normalised within each population, into one score (higher = stranger).
 
     ``tail``: each component as its weighted tail surprise (:func:`tail_surprise`), the frame's ``tail_top``
@@ -131,6 +132,9 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     row, see :func:`small_populations`): rows normalised against the whole run instead of their population.
     ``consensus`` (tail only): each population's weights move this far from the configured ones towards
     their :func:`consensus_factors`, so the components that see this population's anomalies count most.
+    It shrinks a component's ordinary tail, not its extremes: the part of a surprise above
+    ``consensus_exempt`` keeps the configured weight, so one truly extreme component still lifts a frame
+    where the population's consensus is about other anomalies (a satellite trail among cosmic rays).
     """
     used = {c: w for c, w in weights.items() if c in df and w > 0}
     wsum = max(sum(used.values()), 1e-12)
@@ -146,7 +150,9 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
             terms[idx, j] = w * (normalise(v)[idx] if name == whole else normalise(v[idx]))
         if method == "tail" and consensus > 0:
             factors = consensus_factors(terms[idx], tail_top, consensus_fraction, consensus_min)
-            terms[idx] *= (1 - consensus) + consensus * factors
+            cap = np.array(list(used.values())) * consensus_exempt      # weighted surprise beyond it: exempt
+            t = terms[idx]
+            terms[idx] = np.minimum(t, cap) * ((1 - consensus) + consensus * factors) + np.maximum(t - cap, 0)
             log.info("population %s: consensus weights %s", "(pooled)" if name == whole else name,
                      ", ".join(f"{c} {f:.2f}" for c, f in zip(used, factors)))
     if method == "tail":
@@ -226,7 +232,7 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
                     "whole run", name, n, cfg.score.min_population)
     s = cfg.score
     df["score"] = ensemble(df, s.weights, s.ensemble, s.power, pooled, s.tail_top, s.tail_quantile,
-                           s.consensus, s.consensus_fraction, s.consensus_min)
+                           s.consensus, s.consensus_fraction, s.consensus_min, s.consensus_exempt)
     df["pooled"] = pooled
     adj, marks = label_adjustment(z, df, labels, cfg.score.label_neighbours)
     df["score"] += adj * (df.score.max() - df.score.min())

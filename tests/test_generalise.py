@@ -154,6 +154,30 @@ def test_consensus_weighting_turns_down_components_that_see_only_their_own_noise
     assert hits[1] >= hits[0] + 4, hits      # 6 -> 13 of 20
 
 
+def test_consensus_shrinks_a_components_tail_but_not_its_extremes():
+    """Three components agree on 20 anomalies of 600 (3-5 sigma each); ``line`` sees none of them, only one
+    satellite trail, 40 sigma out (tail surprise far above 5). Consensus gives ``line`` the smallest
+    agreement, so at consensus 1 with nothing exempt the trail's surprise counts for next to nothing and it
+    falls out of the top 20. With the part above 5 exempt it is ranked first, and the frames below the
+    exemption are scored exactly as without it."""
+    rng = np.random.default_rng(3)
+    n, bad, trail = 600, np.arange(20), 500
+    cols = {f"good{i}": rng.normal(size=n) for i in range(3)}
+    for c in cols.values():
+        c[bad] += rng.uniform(3, 5, size=len(bad))
+    cols["line"] = rng.normal(size=n)
+    cols["line"][trail] = 40.0
+    df, w = _table(cols), {c: 1.0 for c in cols}
+    terms = np.column_stack([tail_surprise(v) for v in cols.values()])
+    assert consensus_factors(terms, 2, 0.05, 10)[3] < 0.2 and terms[trail, 3] > 15
+    shrunk = ensemble(df, w, "tail", 2.0, tail_top=2, consensus=1.0)
+    exempt = ensemble(df, w, "tail", 2.0, tail_top=2, consensus=1.0, consensus_exempt=5.0)
+    assert trail not in np.argsort(-shrunk)[:20]
+    assert int(np.argmax(exempt)) == trail
+    below = terms.max(axis=1) <= 5.0
+    np.testing.assert_allclose(exempt[below], shrunk[below])
+
+
 def test_a_busy_normal_frame_does_not_outrank_a_trail():
     """``sharp`` has a long tail on normal frames (busy star fields: heavy-tailed), ``line`` is tight on
     normal frames; the trail is far out in ``line`` only, the busiest normal frame far out in ``sharp``.
