@@ -180,6 +180,7 @@ class Score:
     patch_pool: int
     line_angles: int
     line_clip: float
+    line_background: int
     layout_side: int
     layout_alignment: float
     occupancy_sigma: float
