@@ -185,3 +185,14 @@ def test_metrics_on_a_hand_example():
     # k = 3 -> top 6 holds everything; with factor 1 (top 3): a in, one b of two
     assert m["recall"] == {"a": 1.0, "b": 1.0}
     assert metrics.recall_in_top(score, cls, factor=1) == {"a": 1.0, "b": 0.5}
+
+
+def test_ap_ratio_interval():
+    """The same ranking on both sides: every resample's ratio is exactly 1. A ranking that puts the 10
+    anomalies first against one that puts them last: AP 1 against about k / n on every resample, so the whole
+    interval lies far above 1."""
+    cls = np.array(["normal"] * 90 + ["a"] * 10)
+    perfect = np.r_[np.zeros(90), np.ones(10)]
+    assert metrics.ap_ratio_interval(perfect, perfect, cls, resamples=50) == (1.0, 1.0)
+    lo, hi = metrics.ap_ratio_interval(perfect, -perfect, cls, resamples=50)
+    assert 5 < lo <= hi < 15
