@@ -138,6 +138,7 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     """
     used = {c: w for c, w in weights.items() if c in df and w > 0}
     wsum = max(sum(used.values()), 1e-12)
+    exempt = np.array(list(used.values())) * consensus_exempt     # weighted surprise beyond it: no consensus
     whole = "\0whole run"  # no population is named so (paths hold no NUL)
     groups = np.where(pooled, whole, population(df)) if pooled is not None else population(df)
     normalise = {"tail": lambda v: tail_surprise(v, tail_quantile), "rank": rank_normalise,
@@ -150,9 +151,8 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
             terms[idx, j] = w * (normalise(v)[idx] if name == whole else normalise(v[idx]))
         if method == "tail" and consensus > 0:
             factors = consensus_factors(terms[idx], tail_top, consensus_fraction, consensus_min)
-            cap = np.array(list(used.values())) * consensus_exempt      # weighted surprise beyond it: exempt
             t = terms[idx]
-            terms[idx] = np.minimum(t, cap) * ((1 - consensus) + consensus * factors) + np.maximum(t - cap, 0)
+            terms[idx] = np.minimum(t, exempt) * ((1 - consensus) + consensus * factors) + np.maximum(t - exempt, 0)
             log.info("population %s: consensus weights %s", "(pooled)" if name == whole else name,
                      ", ".join(f"{c} {f:.2f}" for c, f in zip(used, factors)))
     if method == "tail":
