@@ -181,6 +181,7 @@ class Score:
     line_angles: int
     line_clip: float
     line_background: int
+    line_local: int
     layout_side: int
     layout_alignment: float
     occupancy_sigma: float

@@ -2,8 +2,9 @@
 
 A satellite trail is faint per pixel but long: summed along its own direction it outshines any star or
 galaxy, which are bright but short. The Radon transform sums the frame along every line at ``n_angles``
-directions; its maximum, after the frame's median background is subtracted (and, by default, the frame is put
-in noise units and clipped, so no star counts for more than its width), is the ``line`` score. The
+directions; its maximum, after each pixel's local background is subtracted (and, by default, the frame is
+put in units of its pixel noise and clipped, so no star counts for more than its width), is the ``line``
+score. The
 VAE sees a trail only as a few percent of badly reconstructed pixels, diluted among the other components.
 
 A trail is also *thin*: in the Radon transform it is a narrow peak across the offsets of its direction,
@@ -93,14 +94,55 @@ def parallel_background(sums: torch.Tensor, lengths: torch.Tensor, far: int) -> 
     return mean.view_as(per) * lengths
 
 
-def line_strength(images: torch.Tensor, n_angles: int = 64, clip: float = 0.0, background: int = 0) -> torch.Tensor:
+def difference_noise(images: torch.Tensor) -> torch.Tensor:
+    """Per frame of a (N, H, W) batch the pixel noise from second differences, ``2 I(x) - I(x-1) - I(x+1)``
+    along rows and down columns: 1.4826 x their median absolute value over sqrt(6), NaN pixels left out
+    (DER_SNR, Stoehr et al. 2008, on both axes of an image).
+
+    The second difference cancels whatever varies slowly (a sky gradient, a galaxy's halo, a cluster's
+    light), so it holds the noise alone. The spread of the pixels about the frame's median holds the slow
+    light too: in a field with a bright galaxy it is many times the noise, and a trail measured in those
+    units vanishes."""
+    d = torch.cat([(2 * images[:, :, 1:-1] - images[:, :, :-2] - images[:, :, 2:]).flatten(1),
+                   (2 * images[:, 1:-1] - images[:, :-2] - images[:, 2:]).flatten(1)], 1).abs()
+    med = torch.nanmedian if bool(torch.isnan(d).any()) else torch.median
+    return (1.4826 / math.sqrt(6)) * med(d, dim=1).values.nan_to_num(0.0)
+
+
+def local_background(images: torch.Tensor, size: int, step: int) -> torch.Tensor:
+    """Each pixel's background in a (N, H, W) batch: the median of the ``size`` x ``size`` window centred on
+    every ``step``-th pixel (edges replicated), interpolated bilinearly between those centres, as SExtractor
+    and photutils build a background from a mesh. With ``step`` 1 it is the median filter
+    (``scipy.ndimage.median_filter(img, size, mode="nearest")`` for odd ``size``); ``step`` 3 costs a ninth
+    of that (the median of every window is most of the line score's cost) and follows light that changes
+    over more than a few pixels as well."""
+    n, h, w = images.shape
+    before = size // 2
+    extra_h, extra_w = (-(h - 1)) % step, (-(w - 1)) % step     # so the last centre is on or past the edge
+    x = F.pad(images[:, None], (before, size - 1 - before + extra_w, before, size - 1 - before + extra_h),
+              mode="replicate")
+    gh, gw = (h - 1 + extra_h) // step + 1, (w - 1 + extra_w) // step + 1
+    mesh = F.unfold(x, size, stride=step).median(dim=1).values.view(n, 1, gh, gw)
+    if step == 1:
+        return mesh[:, 0, :h, :w]
+    full = F.interpolate(mesh, size=((gh - 1) * step + 1, (gw - 1) * step + 1), mode="bilinear", align_corners=True)
+    return full[:, 0, :h, :w]
+
+
+def line_strength(images: torch.Tensor, n_angles: int = 64, clip: float = 0.0, background: int = 0,
+                  local: int = 0) -> torch.Tensor:
     """Per frame the largest line sum of the (N, S, S) batch after subtracting its median (NaN pixels count
     as the median, i.e. 0).
+
+    ``local`` > 1: each pixel's own background, the median of the ``local`` x ``local`` pixels about it
+    (:func:`local_background`, on a mesh of step ``local // 3``), is subtracted instead of the frame's
+    median. A trail across a bright galaxy
+    then stands on zero, not on the galaxy's light, which the clip would otherwise flatten, trail and all.
 
     ``background`` >= 2: each line sum less its :func:`parallel_background` out to that many pixels, so a
     thin line counts and broad light does not.
 
-    ``clip`` > 0: each frame is first put in robust noise units (1.4826 x its median absolute deviation) and
+    ``clip`` > 0: each frame is first put in units of its pixel noise (:func:`difference_noise`) and
     clipped to +-``clip``. A trail of a few sigma per pixel then sums over its whole length while a star,
     however bright, adds at most ``clip`` per pixel of its short width: without the clip the brightest star
     of a busy field outscores a faint trail across it (on the dev sky set a trail's line score ranked like a
@@ -109,10 +151,13 @@ def line_strength(images: torch.Tensor, n_angles: int = 64, clip: float = 0.0, b
     masked = bool(torch.isnan(flat).any())
     med = torch.nanmedian if masked else torch.median
     median = med(flat, dim=1).values.nan_to_num(0.0)
-    centred = images - median[:, None, None]
+    if local > 1:
+        filled = torch.where(torch.isnan(images), median[:, None, None], images) if masked else images
+        centred = images - local_background(filled, local, max(1, local // 3))
+    else:
+        centred = images - median[:, None, None]
     if clip > 0:
-        mad = med(centred.flatten(1).abs(), dim=1).values.nan_to_num(0.0)
-        centred = (centred / (1.4826 * mad.clamp(min=1e-6))[:, None, None]).clamp(-clip, clip)
+        centred = (centred / difference_noise(images).clamp(min=1e-6)[:, None, None]).clamp(-clip, clip)
     sums = radon(centred.nan_to_num(0.0) if masked else centred, n_angles)
     if background >= 2:
         sums = sums - parallel_background(sums, line_lengths(images.shape[-1], n_angles).to(sums), background)

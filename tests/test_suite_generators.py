@@ -15,7 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from benchmarks.suite import digits, metrics, sky_m13, sky_ngc1316, split, tracks_helix, tracks_strips  # noqa: E402
+from benchmarks.suite import (digits, metrics, sky_galaxies, sky_m13, sky_ngc1316, split, tracks_helix,  # noqa: E402
+                              tracks_strips)
 from benchmarks.suite.files import read_frames, write_fits_folder, write_hdf5  # noqa: E402
 
 
@@ -105,6 +106,29 @@ def test_ngc1316_hot_column_and_other_instrument():
     other = frames[_of(truth, "other_instrument").frame]
     assert np.all(np.abs(np.median(other, axis=(1, 2)) - 3204) < 100)      # the Apogee frame's own level
     assert np.abs(np.median(frames[truth.cls == "normal"], axis=(1, 2))).max() < 400
+
+
+def test_galaxies_trail_crosses_the_large_galaxy_and_hot_column_is_raised():
+    """Every frame holds a large Sersic galaxy; a trail passes within one effective radius of its centre and
+    is a raised line along its angle; a hot column stands above the frame's median over its whole length."""
+    frames, truth = sky_galaxies.generate(120, 0.25, seed=5)
+    assert set(truth.cls) - {"normal"} == set(sky_galaxies.CLASSES)
+    sig = sky_galaxies.sky_sigma() / sky_galaxies.GAIN
+    for _, row in _of(truth, "satellite_trail").iterrows():
+        d = json.loads(row.detail)
+        g = d["galaxy"]
+        centre = np.clip([g["y_0"], g["x_0"]], 4, 60)
+        assert np.all(np.abs(np.array(d["point"]) - centre) <= g["r_eff"] + 1e-9)
+        img = frames[row.frame]
+        along = _line_median(img, d["point"], d["angle"])
+        across = _line_median(img, d["point"], d["angle"] + 90)
+        assert along > across + 0.3 * d["peak_sigma"] * sig - 2 * sig, (d, along, across)
+    for _, row in _of(truth, "hot_column").iterrows():
+        d = json.loads(row.detail)
+        img = frames[row.frame]
+        assert np.median(img[:, d["col"]]) - np.median(img) > 0.5 * d["sigma"] * sig
+    normal = truth.cls == "normal"
+    assert np.all([json.loads(x)["galaxy"]["r_eff"] >= 6 for x in truth.detail[normal]])
 
 
 def test_strips_dead_channels_and_pileup():

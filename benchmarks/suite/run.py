@@ -24,13 +24,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from . import baselines, digits, metrics, sky_m13, sky_ngc1316, tracks_helix, tracks_strips, workflow
+from . import baselines, digits, metrics, sky_galaxies, sky_m13, sky_ngc1316, tracks_helix, tracks_strips, workflow
 from .files import read_frames, write_fits_folder, write_hdf5
 from .split import DEV, DIGITS_HALF, EXTRA_DEV, HELD_OUT, RUNS, Run, check_disjoint
 
 HERE = Path(__file__).resolve().parent
 #: family -> (generator module, frame side, writes a FITS folder (else HDF5))
 FAMILIES = {"sky_m13": (sky_m13, sky_m13.SIZE, True), "sky_ngc1316": (sky_ngc1316, sky_ngc1316.SIZE, True),
+            "sky_galaxies": (sky_galaxies, sky_galaxies.SIZE, True),
             "tracks_helix": (tracks_helix, tracks_helix.SIZE, False),
             "tracks_strips": (tracks_strips, tracks_strips.SIZE, False)}
 SIZES = {"full": 500, "quick": 200}     # frames per sky / detector set

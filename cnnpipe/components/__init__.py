@@ -68,8 +68,9 @@ REGISTRY: list[Component] = [
     Component("corner", "strongest corner against the usual corner strength at that pixel in the population "
               "(kinked tracks, displaced vertices)", 1.0, ("frames", "reference"),
               "cnnpipe.components.shape:corner"),
-    Component("line", "brightest thin straight line across the frame, in noise units clipped at "
-              "score.line_clip, less what the parallel lines score.line_background pixels away hold (the Radon "
+    Component("line", "brightest thin straight line across the frame, less each pixel's local background "
+              "(score.line_local), in units of the pixel noise clipped at score.line_clip, less what the "
+              "parallel lines score.line_background pixels away hold (the Radon "
               "transform's maximum: satellite trails, straight cosmic rays)", 1.0, (),
               "cnnpipe.components.shape:line"),
     Component("patch_knn", "the most unusual small patch of the tile: distance of its contrast-normalised "

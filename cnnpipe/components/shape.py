@@ -19,4 +19,4 @@ def patch_knn(b: ShardBatch) -> torch.Tensor:
 
 def line(b: ShardBatch) -> torch.Tensor:
     return line_strength(b.x[:, 0].float(), b.settings.line_angles, b.settings.line_clip,
-                         b.settings.line_background)
+                         b.settings.line_background, b.settings.line_local)
