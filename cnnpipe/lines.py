@@ -4,8 +4,8 @@ A satellite trail is faint per pixel but long: summed along its own direction it
 galaxy, which are bright but short. The Radon transform sums the frame along every line at ``n_angles``
 directions; its maximum, after each pixel's local background is subtracted (and, by default, the frame is
 put in units of its pixel noise and clipped, so no star counts for more than its width), is the ``line``
-score. The
-VAE sees a trail only as a few percent of badly reconstructed pixels, diluted among the other components.
+score. The VAE sees a trail only as a few percent of badly reconstructed pixels, diluted among the other
+components.
 
 A trail is also *thin*: in the Radon transform it is a narrow peak across the offsets of its direction,
 while anything broad (a galaxy's halo, a cluster's light, a bundle of tracks) changes slowly from one
@@ -131,13 +131,12 @@ def local_background(images: torch.Tensor, size: int, step: int) -> torch.Tensor
 
 def line_strength(images: torch.Tensor, n_angles: int = 64, clip: float = 0.0, background: int = 0,
                   local: int = 0) -> torch.Tensor:
-    """Per frame the largest line sum of the (N, S, S) batch after subtracting its median (NaN pixels count
-    as the median, i.e. 0).
+    """Per frame the largest line sum of the (N, S, S) batch after subtracting its background: the frame's
+    median, or with ``local`` each pixel's own (NaN pixels count as background, i.e. 0).
 
-    ``local`` > 1: each pixel's own background, the median of the ``local`` x ``local`` pixels about it
-    (:func:`local_background`, on a mesh of step ``local // 3``), is subtracted instead of the frame's
-    median. A trail across a bright galaxy
-    then stands on zero, not on the galaxy's light, which the clip would otherwise flatten, trail and all.
+    ``local`` > 1: each pixel's background is the median of the ``local`` x ``local`` pixels about it
+    (:func:`local_background`, on a mesh of step ``local // 3``). A trail across a bright galaxy then
+    stands on zero, not on the galaxy's light, which the clip would otherwise flatten, trail and all.
 
     ``background`` >= 2: each line sum less its :func:`parallel_background` out to that many pixels, so a
     thin line counts and broad light does not.
