@@ -131,6 +131,20 @@ def test_galaxies_trail_crosses_the_large_galaxy_and_hot_column_is_raised():
     assert np.all([json.loads(x)["galaxy"]["r_eff"] >= 6 for x in truth.detail[normal]])
 
 
+def test_galaxy_core_is_no_sharper_than_the_psf():
+    """A de Vaucouleurs core seen through the PSF falls off from its peak no faster than a point source does
+    (1 - exp(-1 / (2 sigma^2)) of the peak at the next pixel); evaluated at pixel centres alone it would."""
+    class Fixed:  # draws that put an n = 4 galaxy of r_eff 6 on a pixel centre
+        def uniform(self, lo, hi):
+            return {(-0.0, 64.0): 32.0, (6.0, 20.0): 6.0, (0.8, 4.0): 4.0}.get((lo, hi), lo)
+    img, shape = sky_galaxies._galaxy(Fixed(), 64, (6.0, 20.0), (1.0, 10.0), 0.0)
+    assert (shape["x_0"], shape["y_0"], shape["n"]) == (32.0, 32.0, 4.0)
+    neighbours = np.array([img[31, 32], img[33, 32], img[32, 31], img[32, 33]])
+    point_source = 1 - np.exp(-1 / (2 * sky_galaxies.PSF_SIGMA ** 2))
+    assert 0 < 1 - neighbours.max() / img[32, 32] <= point_source
+    assert img.argmax() == 32 * 64 + 32
+
+
 def test_strips_dead_channels_and_pileup():
     frames, truth = tracks_strips.generate(150, 0.2, seed=3)
     assert np.all(frames[:, :, list(tracks_strips.DEAD_COLUMNS)] == 0)

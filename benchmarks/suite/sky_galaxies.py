@@ -4,8 +4,10 @@ Why: in the M13 sets the light is stars and a cluster's glow; nothing there is a
 frame, so nothing on the dev side showed what a bright extended object does to a score (NGC 1316, the
 held-out sky set, is such a field). Each frame holds one large galaxy (``astropy.modeling.models.Sersic2D``:
 Sersic index 0.8-4, effective radius 6-20 px, ellipticity up to 0.6, centred anywhere up to 10 px outside
-the frame), 0-2 small ones and a few stars (Gaussian PSF); in electrons on a sky of ``SKY_E``, Poisson
-photon noise, Gaussian read noise, bias. The galaxy profiles are evaluated at pixel centres (no PSF).
+the frame), 0-2 small ones and a few stars; in electrons on a sky of ``SKY_E``, Poisson photon noise,
+Gaussian read noise, bias. Galaxies and stars are seen through the same Gaussian PSF (``PSF_SIGMA`` px):
+a Sersic profile evaluated at pixel centres alone has a core as sharp as a cosmic-ray hit, which a
+telescope never shows.
 
 Anomaly classes (electrons, before read-out unless said otherwise):
 - ``satellite_trail``: a straight line, 3-20 sky sigma at its peak, through a point within one effective
@@ -20,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from astropy.modeling.models import Sersic2D
+from scipy.ndimage import gaussian_filter
 
 from .files import render_set
 from .sky_m13 import FULL_WELL_E, _bleed, _cosmic_rays, _ghost, trail
@@ -30,6 +33,7 @@ SKY_E = 150.0
 READ_NOISE_E = 4.0
 GAIN = 1.0
 BIAS_ADU = 300.0
+PSF_SIGMA = 1.5
 
 
 def sky_sigma() -> float:
@@ -38,13 +42,13 @@ def sky_sigma() -> float:
 
 def _galaxy(rng: np.random.Generator, size: int, r_eff: tuple[float, float], amplitude: tuple[float, float],
             outside: float) -> tuple[np.ndarray, dict]:
-    """A Sersic galaxy in electrons; ``amplitude`` is its surface brightness at the effective radius in sky
-    sigma."""
+    """A Sersic galaxy in electrons, seen through the PSF; ``amplitude`` is its surface brightness at the
+    effective radius in sky sigma (before the PSF)."""
     yy, xx = np.mgrid[:size, :size].astype(np.float64)
     p = {"x_0": rng.uniform(-outside, size + outside), "y_0": rng.uniform(-outside, size + outside),
          "r_eff": rng.uniform(*r_eff), "n": rng.uniform(0.8, 4.0), "ellip": rng.uniform(0, 0.6),
          "theta": rng.uniform(0, np.pi), "amplitude": rng.uniform(*amplitude) * sky_sigma()}
-    return Sersic2D(**p)(xx, yy), {k: float(v) for k, v in p.items()}
+    return gaussian_filter(Sersic2D(**p)(xx, yy), PSF_SIGMA, mode="nearest"), {k: float(v) for k, v in p.items()}
 
 
 def _stars(rng: np.random.Generator, size: int) -> np.ndarray:
@@ -53,7 +57,7 @@ def _stars(rng: np.random.Generator, size: int) -> np.ndarray:
     for _ in range(int(rng.poisson(6))):
         y, x = rng.uniform(0, size, 2)
         flux = 10 ** rng.uniform(2.5, 5.0)
-        out += flux / (2 * np.pi * 1.5 ** 2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * 1.5 ** 2))
+        out += flux / (2 * np.pi * PSF_SIGMA ** 2) * np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * PSF_SIGMA ** 2))
     return out
 
 
