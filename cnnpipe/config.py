@@ -164,6 +164,7 @@ class Train:
 class Score:
     k: int
     knn_sample: int
+    latent_active: float
     weights: dict[str, float]
     ensemble: str
     power: float

@@ -15,7 +15,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from . import components
 from .components.batch import LatentSpace
-from .components.latent import alignment, knn_distance
+from .components.latent import active_units, alignment, knn_distance
 from .config import Config
 from .labels import read_labels  # noqa: F401  (what the rank verb reads labels with)
 from .population import population
@@ -217,7 +217,11 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     z = df[zcols].to_numpy(np.float64)
     mcols, fcols, tcols = ([c for c in df.columns if c.startswith(p) and c[1:].isdigit()]
                            for p in GATHERED_PREFIX.values())
-    space = LatentSpace(z, cfg.score.k, cfg.score.knn_sample, df[mcols].to_numpy(np.float64),
+    active = active_units(z, cfg.score.latent_active)
+    log.info("latent space: %d of %d dimensions active (posterior-mean variance over the tiles > "
+             "score.latent_active %g)%s", active.shape[1], z.shape[1], cfg.score.latent_active,
+             "" if active.shape[1] else ": the VAE's posterior has collapsed, latent_knn is 0 for every tile")
+    space = LatentSpace(active, cfg.score.k, cfg.score.knn_sample, df[mcols].to_numpy(np.float64),
                         df[fcols].to_numpy(np.float64), df[tcols].to_numpy(np.float64))
     layout_ok = bool(tcols) and aligned(space.layout, cfg.score.layout_alignment)
     for c in components.gathered(cfg.score.weights):

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from cnnpipe import components, config
-from cnnpipe.components.latent import alignment, knn_distance
+from cnnpipe.components.latent import active_units, alignment, knn_distance
 from cnnpipe.components.latent import mahalanobis_distance as mahalanobis
 from cnnpipe.components.vae import top_mean
 from cnnpipe.population import population
@@ -40,6 +40,41 @@ def test_knn_and_mahalanobis_find_the_isolated_point():
     assert knn_distance(z, 5).argmax() == 200 and mahalanobis(z).argmax() == 200
     # the k-th neighbour excludes the point itself: two coincident points are not at distance 0 from "self"
     assert knn_distance(np.array([[0.0], [1.0], [3.0]]), 1).tolist() == [1.0, 1.0, 2.0]
+
+
+def test_active_units_keep_the_dimensions_that_vary_over_the_frames():
+    rng = np.random.default_rng(0)
+    z = np.column_stack([rng.normal(0, 1, 500), rng.normal(0, 0.05, 500), np.full(500, 0.3), rng.normal(2, 0.2, 500)])
+    np.testing.assert_array_equal(active_units(z, 0.01), z[:, [0, 3]])   # variances 1, 0.0025, 0, 0.04
+    assert active_units(z, 2.0).shape == (500, 0)
+    assert knn_distance(active_units(z, 2.0), 5).tolist() == [0.0] * 500
+
+
+def test_a_collapsed_latent_space_does_not_outrank_a_real_outlier():
+    """A VAE whose posterior has collapsed gives most tiles one identical latent mean and a few its rounding
+    errors. Calibrated against that population, those errors were the run's largest surprise (the helical
+    held-out set: 11 normal frames above every anomaly). Over the active dimensions there is nothing to
+    measure: latent_knn is 0 and the tile that is truly strange (here in ``recon``) ranks first."""
+    n = 60
+    rng = np.random.default_rng(1)
+    z = np.full((n, 8), 0.25)
+    z[40:44] += rng.normal(0, 1e-6, (4, 8))             # rounding-level departures on four tiles
+    recon = rng.normal(1.0, 0.1, n)
+    recon[7] = 2.0                                       # the real outlier: 10 sigma
+    part = pd.DataFrame({"source": ["f.fits"] * n, "key": ["0"] * n, "index": range(n), "frame": range(n),
+                         "y0": 0, "x0": 0, "shard": 0, "row": range(n), "population": "", "recon": recon,
+                         **{f"z{i}": z[:, i] for i in range(8)}})
+    w = {**_only("recon"), "latent_knn": 1.0}
+    ranked, _ = rank_scores(config.parse({"score": {"weights": w}}), [part], read_labels(None))
+    assert (ranked.latent_knn == 0).all() and ranked["index"].iloc[0] == 7
+    every = config.parse({"score": {"weights": w, "latent_active": 0.0}})   # every dimension counts
+    ranked, _ = rank_scores(every, [part], read_labels(None))
+    assert set(ranked["index"].iloc[:4]) == {40, 41, 42, 43}             # the failure this guards against
+    z[:, 0] = rng.normal(0, 1, n)                        # one dimension the VAE uses, tile 3 far out on it
+    z[3, 0] = 8.0
+    part[[f"z{i}" for i in range(8)]] = z
+    ranked, _ = rank_scores(config.parse({"score": {"weights": _only("latent_knn")}}), [part], read_labels(None))
+    assert ranked["index"].iloc[0] == 3
 
 
 def _table(n=60, seed=0):

@@ -53,8 +53,8 @@ class ShardBatch:
 
 @dataclass
 class LatentSpace:
-    """Every ranked tile's latent mean (N, D), whole-tile statistics, CNN features and thumbnails, in the
-    order of the gathered table;
+    """Every ranked tile's latent mean over the active dimensions (N, D), whole-tile statistics, CNN
+    features and thumbnails, in the order of the gathered table;
     ``k`` kNN neighbours, sought among a sample of ``knn_sample`` tiles (0 = all)."""
     z: np.ndarray
     k: int
