@@ -16,6 +16,8 @@ reported: nothing in cnnpipe may be chosen by looking at them. The split is by g
   that the dev side holds what a bright galaxy filling much of a frame does to a score (the held-out NGC 1316
   set is such a field; M13's light is stars).
 - The embedded demo (``benchmarks/quality.py``) is DEV.
+- Held-out sky and detector sets hold 1000 frames, dev ones 500 (``run.SIZES``): the figures that
+  decide hold 10 anomalies of each class.
 - ``EXTRA_DEV``: three further DEV seeds of each DEV family (``run --extra-dev``), because one seed per
   family was too few to choose on.
 """
