@@ -220,7 +220,7 @@ def rank_scores(cfg: Config, parts: list[pd.DataFrame], labels: pd.DataFrame) ->
     active = active_units(z, cfg.score.latent_active)
     log.info("latent space: %d of %d dimensions active (posterior-mean variance over the tiles > "
              "score.latent_active %g)%s", active.shape[1], z.shape[1], cfg.score.latent_active,
-             "" if active.shape[1] else ": the VAE's posterior has collapsed, latent_knn is 0 for every tile")
+             "" if active.shape[1] else ": the VAE's posterior is the same for every tile, latent_knn is 0")
     space = LatentSpace(active, cfg.score.k, cfg.score.knn_sample, df[mcols].to_numpy(np.float64),
                         df[fcols].to_numpy(np.float64), df[tcols].to_numpy(np.float64))
     layout_ok = bool(tcols) and aligned(space.layout, cfg.score.layout_alignment)
