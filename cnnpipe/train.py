@@ -36,7 +36,7 @@ from .errors import UserError
 from .evaluate import confusion, evaluate
 from .models import build
 from .models.cnn import CNNObjective
-from .models.vae import VAEObjective, pixel_residual_scale
+from .models.vae import VAEObjective, latent_variance, pixel_residual_scale
 from .prefetch import prefetch
 from .runtime import (all_sum, autocast, gather_rng, init_distributed, progress_bar, rng_state, run_device,
                       set_rng_state)
@@ -281,6 +281,14 @@ def _finish(cfg: Config, kind: str, run: dict, plan: DataPlan, task, state: dict
                "stopped_early": state["stopped"], "n_train": run["train"].n_rows, "n_val": run["val"].n_rows,
                "world_size": world, "device": str(device),
                **{f"val_{k}": v for k, v in final.items() if k != "pairs"}}
+    if kind == "vae":
+        summary["active_latent_dims"] = active = int((latent_variance(model, run["val"], device)
+                                                       > cfg.score.latent_active).sum())
+        if active == 0 and run["val"].n_rows > 1:
+            log.warning("vae: no latent dimension varies over the validation frames (score.latent_active %g): "
+                        "the encoder gives every frame the same posterior, so latent_knn, denoise and generate "
+                        "carry nothing about the frames; another seed may train a live encoder",
+                        cfg.score.latent_active)
     if kind == "cnn":
         summary["classes"] = plan.classes if plan.classes else [transform_name(t) for t in task.transforms]
         summary["confusion"] = confusion(final.get("pairs"), task.n_classes)

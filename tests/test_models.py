@@ -10,7 +10,8 @@ from cnnpipe.config import parse
 from cnnpipe.models import CNN, ConvVAE, build
 from cnnpipe.models.cnn import cnn_score
 from cnnpipe import checkpoint
-from cnnpipe.models.vae import kl_divergence, pixel_residual_scale, upsampling_layer, vae_loss, vae_terms
+from cnnpipe.models.vae import (kl_divergence, latent_variance, pixel_residual_scale, upsampling_layer, vae_loss,
+                                vae_terms)
 
 X = torch.tensor([[0, 1, 2, 3], [5, 6, 7, 8], [3, 2, 1, 0], [1, 2, 3, 4]], dtype=torch.float64)
 K = torch.tensor([[3, 5], [2, 2]], dtype=torch.float64)
@@ -242,3 +243,20 @@ def test_cnn_score_is_low_when_the_transform_is_recognised():
     meta = {"mode": "self-supervised", "transforms": [[k, 0, 0, 0] for k in range(4)]}
     s = cnn_score(Oracle(), x, meta)
     assert s[0].item() < 1e-6 and s[1].item() == pytest.approx(math.log(4))
+
+
+def test_latent_variance_sees_an_encoder_that_gives_every_frame_the_same_posterior():
+    """The variance over frames of each posterior mean: positive for a working encoder, exactly 0 once a
+    layer has died (no unit positive on any frame), which training then reports (summary
+    ``active_latent_dims`` 0 and a warning)."""
+    torch.manual_seed(0)
+    vae = ConvVAE(2, 32, [8, 16], 4)
+    x = torch.randn(40, 2, 32, 32)
+    batches = [{"x": x[:25]}, {"x": x[25:]}]
+    live = latent_variance(vae, batches, torch.device("cpu"))
+    with torch.no_grad():
+        torch.testing.assert_close(live, vae.encode(x)[0].var(0))
+    assert (live > 0).all()
+    with torch.no_grad():
+        vae.enc[-1].bias.fill_(-1e3)   # the last encoder layer negative everywhere: its ReLU is dead
+    assert torch.equal(latent_variance(vae, batches, torch.device("cpu")), torch.zeros(4))

@@ -301,7 +301,7 @@ def test_torchrun_two_ranks_with_gloo(blob_data, tmp_path):
     model, meta = checkpoint.load_model(tmp_path / "vae.pt", "cpu")
     assert meta["kind"] == "vae" and len(pd.read_csv(tmp_path / "m.csv")) == 2
     summary = json.loads((tmp_path / "m.json").read_text())
-    assert summary["world_size"] == 2
+    assert summary["world_size"] == 2 and summary["active_latent_dims"] in range(5)   # of latent_dim 4
 
 
 def test_denoise_fits_input_gives_fits_with_provenance(tmp_path):

@@ -144,6 +144,16 @@ def pixel_residual_scale(model: ConvVAE, batches, device: torch.device) -> torch
     return torch.maximum(scale, 1e-3 * overall + 1e-12)  # a pixel that is always perfect must not divide by 0
 
 
+@torch.no_grad()
+def latent_variance(model: ConvVAE, batches, device: torch.device) -> torch.Tensor:
+    """Variance over the frames of ``batches`` (dicts with ``x``) of each latent dimension's posterior mean
+    (latent_dim,). A dimension near 0 says nothing about the frame; all near 0 is an encoder that gives
+    every frame the same posterior (a layer whose units all died in training)."""
+    model.eval()
+    mus = [model.encode(b["x"].to(device).float())[0].float() for b in batches]
+    return torch.cat(mus).var(0) if sum(len(m) for m in mus) > 1 else torch.zeros(model.mu.out_features)
+
+
 def _masked_mse(x: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((recon - x) ** 2 * mask).sum(dim=(1, 2)) / mask.sum(dim=(1, 2)).clamp(min=1.0)
 
