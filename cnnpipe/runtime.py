@@ -45,6 +45,15 @@ def all_sum(values: list[float], device: torch.device) -> list[float]:
     return t.tolist()
 
 
+def all_min(value: int, world: int, device: torch.device) -> int:
+    """The smallest ``value`` over the ranks (every rank must take the same number of steps)."""
+    if world <= 1:
+        return value
+    t = torch.tensor([value], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return int(t.item())
+
+
 def autocast(device: torch.device, amp: bool):
     if device.type == "cuda" and amp:
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16

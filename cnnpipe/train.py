@@ -36,9 +36,9 @@ from .errors import UserError
 from .evaluate import confusion, evaluate
 from .models import build
 from .models.cnn import CNNObjective
-from .models.vae import VAEObjective, latent_variance, pixel_residual_scale
+from .models.vae import VAEObjective, active_dims, pixel_residual_scale
 from .prefetch import prefetch
-from .runtime import (all_sum, autocast, gather_rng, init_distributed, progress_bar, rng_state, run_device,
+from .runtime import (all_min, all_sum, autocast, gather_rng, init_distributed, progress_bar, rng_state, run_device,
                       set_rng_state)
 
 log = logging.getLogger(__name__)
@@ -87,16 +87,6 @@ def _plan(cfg: Config, kind: str, features: list[str], manifest: str | Path, ran
         log.warning("only one class (%r) is labelled: training the CNN self-supervised", plan.classes[0])
         plan = plan_data(features, manifest, tc.val_fraction, rank=rank, world=world)
     return plan
-
-
-def _steps(stream: ShardStream, world: int, device: torch.device) -> int:
-    """Optimiser steps per epoch: every rank must take the same number."""
-    steps = len(stream)
-    if world > 1:
-        t = torch.tensor([steps], device=device)
-        dist.all_reduce(t, op=dist.ReduceOp.MIN)
-        steps = int(t.item())
-    return steps
 
 
 def _resume(ckpt: Path, run: dict, mcfg: dict, fingerprint: str, rank: int) -> dict:
@@ -190,7 +180,7 @@ def _setup(cfg: Config, kind: str, plan: DataPlan, task, device: torch.device, r
     train_stream = ShardStream(plan.train, tc.batch_size, tc.shuffle_buffer, shuffle=True)
     val_rows = sample_parts(plan.val, tc.val_rows, np.random.default_rng([cfg.seed, 3, rank]))  # fixed
     val_stream = ShardStream(val_rows, tc.batch_size, shuffle=False)
-    steps = _steps(train_stream, world, device)
+    steps = all_min(len(train_stream), world, device)   # optimiser steps per epoch, the same on every rank
     if sub.max_steps:  # the budget: each epoch at most its share of max_steps, on a fresh sample of the rows
         steps = min(steps, math.ceil(sub.max_steps / sub.epochs))
     if steps == 0:
@@ -282,13 +272,7 @@ def _finish(cfg: Config, kind: str, run: dict, plan: DataPlan, task, state: dict
                "world_size": world, "device": str(device),
                **{f"val_{k}": v for k, v in final.items() if k != "pairs"}}
     if kind == "vae":
-        summary["active_latent_dims"] = active = int((latent_variance(model, run["val"], device)
-                                                       > cfg.score.latent_active).sum())
-        if active == 0 and run["val"].n_rows > 1:
-            log.warning("vae: no latent dimension varies over the validation frames (score.latent_active %g): "
-                        "the encoder gives every frame the same posterior, so latent_knn, denoise and generate "
-                        "carry nothing about the frames; another seed may train a live encoder",
-                        cfg.score.latent_active)
+        summary["active_latent_dims"] = active_dims(model, run["val"], device, cfg.score.latent_active)
     if kind == "cnn":
         summary["classes"] = plan.classes if plan.classes else [transform_name(t) for t in task.transforms]
         summary["confusion"] = confusion(final.get("pairs"), task.n_classes)

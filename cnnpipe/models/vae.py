@@ -19,6 +19,8 @@ masked/NaN or padding in the input) do not count.
 """
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -26,6 +28,8 @@ import torch.nn.functional as F
 from ..augment import random_augment
 from ..config import Config
 
+
+log = logging.getLogger(__name__)
 
 UPSAMPLE = ("resize", "transpose")
 
@@ -145,13 +149,27 @@ def pixel_residual_scale(model: ConvVAE, batches, device: torch.device) -> torch
 
 
 @torch.no_grad()
-def latent_variance(model: ConvVAE, batches, device: torch.device) -> torch.Tensor:
+def latent_variance(model: ConvVAE, batches, device: torch.device) -> torch.Tensor | None:
     """Variance over the frames of ``batches`` (dicts with ``x``) of each latent dimension's posterior mean
-    (latent_dim,). A dimension near 0 says nothing about the frame; all near 0 is an encoder that gives
+    (latent_dim,), None with fewer than two frames. A dimension near 0 says nothing about the frame; all near 0 is an encoder that gives
     every frame the same posterior (a layer whose units all died in training)."""
     model.eval()
     mus = [model.encode(b["x"].to(device).float())[0].float() for b in batches]
-    return torch.cat(mus).var(0) if sum(len(m) for m in mus) > 1 else torch.zeros(model.mu.out_features)
+    return torch.cat(mus).var(0) if sum(len(m) for m in mus) > 1 else None
+
+
+def active_dims(model: ConvVAE, batches, device: torch.device, threshold: float) -> int | None:
+    """How many latent dimensions' posterior means vary over the frames of ``batches`` by more than
+    ``threshold`` (None with fewer than two frames); warns when none does."""
+    v = latent_variance(model, batches, device)
+    if v is None:
+        return None
+    n = int((v > threshold).sum())
+    if n == 0:
+        log.warning("vae: no latent dimension varies over the validation frames (score.latent_active %g): the "
+                    "encoder gives every frame the same posterior, so latent_knn, denoise and generate carry "
+                    "nothing about the frames; another seed may train a live encoder", threshold)
+    return n
 
 
 def _masked_mse(x: torch.Tensor, recon: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
