@@ -151,8 +151,8 @@ def pixel_residual_scale(model: ConvVAE, batches, device: torch.device) -> torch
 @torch.no_grad()
 def latent_variance(model: ConvVAE, batches, device: torch.device) -> torch.Tensor | None:
     """Variance over the frames of ``batches`` (dicts with ``x``) of each latent dimension's posterior mean
-    (latent_dim,), None with fewer than two frames. A dimension near 0 says nothing about the frame; all near 0 is an encoder that gives
-    every frame the same posterior (a layer whose units all died in training)."""
+    (latent_dim,), None with fewer than two frames. A dimension near 0 says nothing about the frame; all
+    near 0 is an encoder that gives every frame the same posterior (a layer whose units all died)."""
     model.eval()
     mus = [model.encode(b["x"].to(device).float())[0].float() for b in batches]
     return torch.cat(mus).var(0) if sum(len(m) for m in mus) > 1 else None
