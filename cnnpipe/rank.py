@@ -15,9 +15,10 @@ from sklearn.neighbors import NearestNeighbors
 
 from . import components
 from .components.batch import LatentSpace
-from .components.latent import active_units, alignment, knn_distance
+from .components.latent import alignment, knn_distance
 from .config import Config
 from .labels import read_labels  # noqa: F401  (what the rank verb reads labels with)
+from .models.vae import active_units
 from .population import population
 from .score import CARRIED, GATHERED_PREFIX, ID
 from .sky import COLUMNS as SKY_COLUMNS

@@ -5,9 +5,10 @@ import pytest
 import torch
 
 from cnnpipe import components, config
-from cnnpipe.components.latent import active_units, alignment, knn_distance
+from cnnpipe.components.latent import alignment, knn_distance
 from cnnpipe.components.latent import mahalanobis_distance as mahalanobis
 from cnnpipe.components.vae import top_mean
+from cnnpipe.models.vae import active_units
 from cnnpipe.population import population
 from cnnpipe.rank import by_frame, ensemble, label_adjustment, rank_scores, read_labels, robust_z
 

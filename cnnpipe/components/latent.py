@@ -29,17 +29,6 @@ def knn_distance(z: np.ndarray, k: int, sample: int = 0, seed: int = 0) -> np.nd
     return dist[keep].reshape(n, k).mean(axis=1)
 
 
-def active_units(z: np.ndarray, threshold: float) -> np.ndarray:
-    """The columns of the latent means (N, D) whose variance over the frames exceeds ``threshold``.
-
-    A dimension whose posterior mean hardly moves from frame to frame carries nothing about the frame
-    (Burda, Grosse & Salakhutdinov 2016 count a unit active above 0.01). Distances over such dimensions are
-    numerical noise, which a tail calibration would rank as surprise: a VAE whose encoder had a dead layer
-    (no unit positive on any frame, so the same posterior for every frame) gave three quarters of a run one
-    identical distance and its rounding errors the highest surprise of the run."""
-    return z[:, z.var(axis=0) > threshold] if len(z) > 1 else z[:, :0]
-
-
 def mahalanobis_distance(z: np.ndarray) -> np.ndarray:
     """Mahalanobis distance of each latent to the (Ledoit-Wolf shrunk) latent distribution."""
     if len(z) < 3 or z.shape[1] == 0:
