@@ -93,7 +93,9 @@ REGISTRY: list[Component] = [
               "statistics see nothing in aligned digit-like data (dev figures in README)", 8.0,
               ("latents", "layout"),
               "cnnpipe.components.latent:layout_knn"),
-    Component("latent_knn", "mean latent distance to the k nearest other ranked frames", 1.0, ("latents",),
+    Component("latent_knn", "mean latent distance to the k nearest other ranked frames (over the active "
+              "dimensions, score.latent_active). Weight 0: with the encoder's latent space live on every run, it "
+              "cost every dev set of benchmarks/suite but 6-vs-9 (README)", 0.0, ("latents",),
               "cnnpipe.components.latent:latent_knn"),
     Component("moments_knn", "mean distance to the k nearest other tiles in whole-tile statistics (brightness "
               "distribution, bright fraction, edge content; robustly scaled): a frame unusual as a whole (a "

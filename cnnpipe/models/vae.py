@@ -1,7 +1,11 @@
 """Convolutional variational autoencoder.
 
-encoder: stride-2 convolutions (4x4, padding 1: each halves the side) + ReLU -> flatten -> mean and
-log-variance of a ``latent_dim`` Gaussian; z = mu + exp(logvar / 2) * eps (reparameterisation);
+encoder: stride-2 convolutions (4x4, padding 1: each halves the side) + leaky ReLU (slope
+``ENCODER_SLOPE``) -> flatten -> mean and log-variance of a ``latent_dim`` Gaussian;
+z = mu + exp(logvar / 2) * eps (reparameterisation). With a plain ReLU a whole encoder layer could die in
+training (no unit positive on any frame, so no gradient ever revives it): the mean and variance were then
+constants, every frame had the same posterior and the latent space held nothing (the suite's runs: 29 of
+38). A leaky ReLU always passes a gradient (as DCGAN's discriminator, Radford et al. 2016);
 decoder: linear -> the mirrored upsampling layers, back to exactly the input size (odd sides included),
 chosen by ``upsample``:
 - ``"resize"`` (default): nearest-neighbour upsampling, then a 3x3 convolution (stride 1, replicate
@@ -33,6 +37,7 @@ from ..config import Config
 log = logging.getLogger(__name__)
 
 UPSAMPLE = ("resize", "transpose")
+ENCODER_SLOPE = 0.2   # leaky ReLU slope of the encoder's layers (DCGAN's)
 
 
 # _PHASE[a][o, d]: tap d (-1, 0, 1 -> 0, 1, 2) of a 3x3 kernel on the 2x nearest-upsampled frame, at output
@@ -103,7 +108,7 @@ class ConvVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each (N, latent_dim)."""
         for conv in self.enc:
-            x = F.relu(conv(x))
+            x = F.leaky_relu(conv(x), ENCODER_SLOPE)
         x = torch.flatten(x, 1)
         return self.mu(x), self.logvar(x)
 
