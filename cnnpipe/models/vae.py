@@ -176,15 +176,16 @@ def latent_means(model: ConvVAE, batches, device: torch.device) -> np.ndarray:
 def active_dims(model: ConvVAE, batches, device: torch.device, threshold: float) -> int | None:
     """How many of the latent dimensions are active (:func:`active_units`) over the frames of ``batches``
     (None with fewer than two frames); warns when none is: the encoder gives every frame the same
-    posterior (a layer whose units all died in training)."""
+    posterior (collapsed onto the prior, or an encoder layer that ignores its input)."""
     z = latent_means(model, batches, device)
     if len(z) < 2:
         return None
     n = active_units(z, threshold).shape[1]
     if n == 0:
         log.warning("vae: no latent dimension varies over the validation frames (score.latent_active %g): the "
-                    "encoder gives every frame the same posterior, so latent_knn, denoise and generate carry "
-                    "nothing about the frames; another seed may train a live encoder", threshold)
+                    "encoder gives every frame the same posterior (the posterior collapsed onto the prior: the "
+                    "frames hold nothing it found worth encoding, or too little training), so latent_knn, denoise "
+                    "and generate carry nothing about the frames", threshold)
     return n
 
 
