@@ -89,7 +89,7 @@ def expected_config(cfg: Config, kind: str) -> dict:
         return dict(base, channels=list(cfg.train.cnn.channels), hidden=cfg.train.cnn.hidden)
     if kind == "vae":
         return dict(base, channels=list(cfg.train.vae.channels), latent_dim=cfg.train.vae.latent_dim,
-                    upsample=cfg.train.vae.upsample)
+                    upsample=cfg.train.vae.upsample, encoder_slope=cfg.train.vae.encoder_slope)
     raise ValueError(f"unknown model kind {kind!r}")
 
 

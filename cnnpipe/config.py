@@ -143,6 +143,7 @@ class VAE:
     beta: float
     kl_warmup_epochs: float
     upsample: str
+    encoder_slope: float
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+import torch.nn.functional as F
 
 from cnnpipe.config import parse
 from cnnpipe.models import CNN, ConvVAE, build
@@ -131,6 +132,29 @@ def test_checkpoint_of_the_old_decoder_is_refused_by_the_default_config_in_one_l
     loaded, meta = checkpoint.load_model(tmp_path / "old.pt", expected=checkpoint.expected_config(cfg_t, "vae"))
     assert isinstance(loaded.dec[0], nn.ConvTranspose2d) and meta["model"]["upsample"] == "transpose"
     assert loaded.decode(torch.zeros(1, 4)).shape == (1, cfg.channels, old["size"], old["size"])
+
+
+def test_checkpoint_of_the_relu_encoder_is_refused_by_the_default_config_and_loads_as_relu(tmp_path):
+    """Checkpoints from before ``train.vae.encoder_slope`` were trained with a plain ReLU encoder: the default
+    config (leaky, 0.2) refuses them in one line instead of running their weights through another
+    activation; asked for slope 0 the same file loads and encodes exactly as a ReLU encoder."""
+    cfg = parse({"ingest": {"tile_size": 16, "tile_overlap": 4}, "train": {"vae": {"channels": [4, 8], "latent_dim": 4}}})
+    old = {k: v for k, v in checkpoint.expected_config(cfg, "vae").items() if k != "encoder_slope"}
+    torch.manual_seed(0)
+    model = ConvVAE(old["in_channels"], old["size"], old["channels"], old["latent_dim"], upsample=old["upsample"])
+    checkpoint.save(tmp_path / "old.pt", model, old, {})
+    with pytest.raises(checkpoint.CheckpointError) as err:
+        checkpoint.load_model(tmp_path / "old.pt", expected=checkpoint.expected_config(cfg, "vae"))
+    msg = str(err.value)
+    assert "\n" not in msg and "encoder_slope: checkpoint 0.0 vs config 0.2" in msg
+    cfg0 = parse({**cfg.raw, "train": {"vae": {**cfg.raw["train"]["vae"], "encoder_slope": 0.0}}})
+    loaded, _ = checkpoint.load_model(tmp_path / "old.pt", expected=checkpoint.expected_config(cfg0, "vae"))
+    x = torch.randn(5, cfg.channels, old["size"], old["size"])
+    h = x
+    for conv in model.enc:
+        h = F.relu(conv(h))
+    with torch.no_grad():
+        assert torch.equal(loaded.encode(x)[0], model.mu(torch.flatten(h, 1)))
 
 
 @pytest.mark.parametrize("upsample", ["resize", "transpose"])

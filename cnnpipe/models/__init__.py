@@ -10,10 +10,10 @@ from .cnn import CNN
 from .vae import ConvVAE
 
 ARCH_KEYS = {"cnn": ("in_channels", "size", "channels", "hidden", "n_classes"),
-             "vae": ("in_channels", "size", "channels", "latent_dim", "upsample")}
+             "vae": ("in_channels", "size", "channels", "latent_dim", "upsample", "encoder_slope")}
 # Keys added after checkpoints were first written, with the value every older checkpoint was trained with
 # (cnnpipe.checkpoint.load fills them in, so the config check compares them).
-LEGACY_DEFAULTS = {"cnn": {}, "vae": {"upsample": "transpose"}}
+LEGACY_DEFAULTS = {"cnn": {}, "vae": {"upsample": "transpose", "encoder_slope": 0.0}}
 
 
 def build(config: dict) -> nn.Module:

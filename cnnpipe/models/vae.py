@@ -1,7 +1,7 @@
 """Convolutional variational autoencoder.
 
 encoder: stride-2 convolutions (4x4, padding 1: each halves the side) + leaky ReLU (slope
-``ENCODER_SLOPE``) -> flatten -> mean and log-variance of a ``latent_dim`` Gaussian;
+``encoder_slope``, 0.2) -> flatten -> mean and log-variance of a ``latent_dim`` Gaussian;
 z = mu + exp(logvar / 2) * eps (reparameterisation). With a plain ReLU a whole encoder layer could die in
 training (no unit positive on any frame, so no gradient ever revives it): the mean and variance were then
 constants, every frame had the same posterior and the latent space held nothing (the suite's runs: 29 of
@@ -37,7 +37,6 @@ from ..config import Config
 log = logging.getLogger(__name__)
 
 UPSAMPLE = ("resize", "transpose")
-ENCODER_SLOPE = 0.2   # leaky ReLU slope of the encoder's layers (DCGAN's)
 
 
 # _PHASE[a][o, d]: tap d (-1, 0, 1 -> 0, 1, 2) of a 3x3 kernel on the 2x nearest-upsampled frame, at output
@@ -84,8 +83,9 @@ def upsampling_layer(kind: str, in_channels: int, out_channels: int) -> nn.Modul
 
 class ConvVAE(nn.Module):
     def __init__(self, in_channels: int, size: int, channels: list[int], latent_dim: int,
-                 upsample: str = "resize"):
+                 upsample: str = "resize", encoder_slope: float = 0.2):
         super().__init__()
+        self.encoder_slope = encoder_slope
         if size >> len(channels) < 1:
             raise ValueError(f"{len(channels)} stride-2 layers shrink a {size}-pixel input below 1 pixel; "
                              "use fewer train.vae.channels")
@@ -108,7 +108,7 @@ class ConvVAE(nn.Module):
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(mu, logvar), each (N, latent_dim)."""
         for conv in self.enc:
-            x = F.leaky_relu(conv(x), ENCODER_SLOPE)
+            x = F.leaky_relu(conv(x), self.encoder_slope)
         x = torch.flatten(x, 1)
         return self.mu(x), self.logvar(x)
 
