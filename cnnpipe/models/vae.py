@@ -4,8 +4,9 @@ encoder: stride-2 convolutions (4x4, padding 1: each halves the side) + leaky Re
 ``encoder_slope``, 0.2) -> flatten -> mean and log-variance of a ``latent_dim`` Gaussian;
 z = mu + exp(logvar / 2) * eps (reparameterisation). With a plain ReLU a whole encoder layer could die in
 training (no unit positive on any frame, so no gradient ever revives it): the mean and variance were then
-constants, every frame had the same posterior and the latent space held nothing (the suite's runs: 29 of
-38). A leaky ReLU always passes a gradient (as DCGAN's discriminator, Radford et al. 2016);
+constants, every frame had the same posterior and the latent space held nothing (in the suite: 11 of its 18
+sky, detector and 6-vs-9 runs). A leaky ReLU always passes a gradient (as DCGAN's discriminator, Radford
+et al. 2016);
 decoder: linear -> the mirrored upsampling layers, back to exactly the input size (odd sides included),
 chosen by ``upsample``:
 - ``"resize"`` (default): nearest-neighbour upsampling, then a 3x3 convolution (stride 1, replicate
