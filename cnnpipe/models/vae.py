@@ -184,9 +184,9 @@ def active_dims(model: ConvVAE, batches, device: torch.device, threshold: float)
     n = active_units(z, threshold).shape[1]
     if n == 0:
         log.warning("vae: no latent dimension varies over the validation frames (score.latent_active %g): the "
-                    "encoder gives every frame the same posterior (the posterior collapsed onto the prior: the "
-                    "frames hold nothing it found worth encoding, or too little training), so latent_knn, denoise "
-                    "and generate carry nothing about the frames", threshold)
+                    "encoder gives every frame the same posterior (collapsed onto the prior: too few frames or "
+                    "steps, or nothing in them the VAE found worth encoding), so latent_knn, denoise and generate "
+                    "carry nothing about the frames", threshold)
     return n
 
 
