@@ -6,6 +6,7 @@ are separate steps, so ingestion can measure whole frames and scale their tiles 
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 METHODS = ("percentile", "asinh", "zscore")
 
@@ -119,6 +120,16 @@ def apply_scales(x: np.ndarray, offset: np.ndarray, scale: np.ndarray, method: s
         np.log(out, out=out)
         np.multiply(out, np.float32(1.0 / np.arcsinh(1.0 / asinh_softening)), out=out)
     return out
+
+
+def unstretch(y: torch.Tensor, method: str, asinh_softening: float = 0.1) -> torch.Tensor:
+    """Normalised intensities back on their linear scale, ``(x - offset) / scale`` clipped to [0, 1]: the
+    inverse ``a sinh(y asinh(1 / a))`` of the asinh stretch; the other methods are linear already. The
+    stretch lifts faint structure for the models; where frames are compared as a whole (their layouts),
+    it would count a faint stroke nearly as much as a bright one."""
+    if method != "asinh":
+        return y
+    return asinh_softening * torch.sinh(y * float(np.arcsinh(1.0 / asinh_softening)))
 
 
 def normalise_block(images: np.ndarray, method: str = "percentile", percentiles=(0.5, 99.5),

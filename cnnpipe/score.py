@@ -21,8 +21,9 @@ from .atomic import atomic_path
 from .components.batch import ShardBatch
 from .components.features import moments
 from .components.vae import top_mean  # noqa: F401  (re-exported: part of the scoring API)
-from .config import Score, parse
+from .config import Normalise, Score, parse
 from .corners import Reference
+from .normalise import unstretch
 from .patches import owner_ids
 from .pixel_outliers import STATS
 from .population import population
@@ -40,10 +41,12 @@ GATHERED_PREFIX = {"moments": "m", "cnn_features": "f", "layout": "t"}
 
 @torch.no_grad()
 def batch_components(b: ShardBatch, comps: list[components.Component], with_moments: bool = False,
-                     with_cnn_features: bool = False, layout_side: int = 0) -> dict[str, np.ndarray]:
+                     with_cnn_features: bool = False, layout_side: int = 0,
+                     stretch: Normalise | None = None) -> dict[str, np.ndarray]:
     """Values of ``comps`` for one batch (float64, one per tile), the latent means ``mu`` and, when asked,
     the whole-tile statistics ``moments``, the CNN's features ``cnn_features`` and (``layout_side`` > 0)
-    each tile's intensity thumbnail ``layout``, averaged down to that side."""
+    each tile's intensity thumbnail ``layout``: the intensity on its linear scale (``stretch``, the ingest
+    normalisation, undone; dev 6-vs-9 figures in README), averaged down to that side."""
     out = {c.name: c.compute()(b) for c in comps}
     out["mu"] = b.latent()[0].float()
     if with_moments:
@@ -51,7 +54,9 @@ def batch_components(b: ShardBatch, comps: list[components.Component], with_mome
     if with_cnn_features:
         out["cnn_features"] = b.cnn.features(b.x).float()
     if layout_side:
-        out["layout"] = F.adaptive_avg_pool2d(b.x[:, :1].float(), layout_side).flatten(1)
+        i = b.x[:, :1].float()
+        i = unstretch(i, stretch.method, stretch.asinh_softening) if stretch is not None else i
+        out["layout"] = F.adaptive_avg_pool2d(i, layout_side).flatten(1)
     return {k: (v.cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)) for k, v in out.items()}
 
 
@@ -68,10 +73,12 @@ def model_components(vae, cnn, cnn_meta: dict, x: torch.Tensor, valid: torch.Ten
 def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd.DataFrame, shard: int, vae, cnn,
                 cnn_meta: dict, reference: str | Path, device: torch.device, settings: Score | None = None,
                 comps: list[components.Component] | None = None, with_moments: bool = False,
-                with_cnn_features: bool = False, layout_side: int = 0) -> pd.DataFrame:
+                with_cnn_features: bool = False, layout_side: int = 0,
+                stretch: Normalise | None = None) -> pd.DataFrame:
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7, ``with_cnn_features``, the CNN's
-    features f0..fH, ``layout_side`` S, the thumbnails t0..t(S*S-1), that gathered components need).
+    features f0..fH, ``layout_side`` S, the thumbnails t0..t(S*S-1), that gathered components need; ``stretch``:
+    the ingest normalisation the thumbnails undo).
     ``reference``: the corner reference maps of every population; ``comps``: the components to compute
     (default: every per-shard one); ``settings``: the config's ``score`` section (default: the defaults);
     the frames, the reference and the CNN are only read when one of them needs it (``cnn`` may then be None)."""
@@ -94,7 +101,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
         sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
                         owners=owners[start:start + len(x)], settings=settings)
-        values = batch_components(sb, comps, with_moments, with_cnn_features, layout_side)
+        values = batch_components(sb, comps, with_moments, with_cnn_features, layout_side, stretch)
         if not comp:  # filled in place: small arrays kept from every batch would fragment the heap
             comp = {k: np.empty((len(rows), *v.shape[1:]), v.dtype) for k, v in values.items()}
         for k, v in values.items():

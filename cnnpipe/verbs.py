@@ -111,7 +111,8 @@ def cmd_score(args) -> None:
                      with_moments=any("moments" in c.needs for c in gathered),
                      with_cnn_features=cnn is not None and any("cnn" in c.needs for c in gathered),
                      layout_side=cfg.score.layout_side
-                     if oriented(cfg.augment) and any("layout" in c.needs for c in gathered) else 0)
+                     if oriented(cfg.augment) and any("layout" in c.needs for c in gathered) else 0,
+                     stretch=cfg.ingest.normalise)
     write_parquet(df, args.out)
     log.info("scored %d frames of shard %d -> %s", len(df), args.shard, args.out)
 

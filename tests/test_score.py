@@ -3,6 +3,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from sklearn.neighbors import NearestNeighbors
 
 from cnnpipe import components, config
 from cnnpipe.components.latent import alignment, knn_distance
@@ -41,6 +42,21 @@ def test_knn_and_mahalanobis_find_the_isolated_point():
     assert knn_distance(z, 5).argmax() == 200 and mahalanobis(z).argmax() == 200
     # the k-th neighbour excludes the point itself: two coincident points are not at distance 0 from "self"
     assert knn_distance(np.array([[0.0], [1.0], [3.0]]), 1).tolist() == [1.0, 1.0, 2.0]
+    # the distance to the k-th neighbour, not the mean over the k: 0 has 1 and 3 nearest, so 3 (the mean: 2)
+    assert knn_distance(np.array([[0.0], [1.0], [3.0], [10.0]]), 2).tolist() == [3.0, 2.0, 3.0, 9.0]
+
+
+def test_a_small_group_of_alike_anomalies_is_not_hidden_by_its_own_members():
+    """25 nines among 810 other digits are each other's nearest neighbours. Here 5 alike outliers (spread
+    0.01) sit 5 sigma off a cloud of 200 normal points: with k = 5 each one's 5th neighbour lies in the
+    cloud, so all five rank above every normal point. The mean over the 5 nearest counts the four twins and
+    puts them below most of the cloud's edge (0.93 against 2.02)."""
+    rng = np.random.default_rng(0)
+    x = np.vstack([rng.normal(0, 1, (200, 2)), 5.0 + rng.normal(0, 0.01, (5, 2))])
+    d = knn_distance(x, 5)
+    assert d[200:].min() > 1.5 * d[:200].max()
+    mean5 = NearestNeighbors(n_neighbors=6).fit(x).kneighbors(x)[0][:, 1:].mean(axis=1)
+    assert mean5[200:].max() < mean5[:200].max()        # what the mean would have done
 
 
 def test_active_units_keep_the_dimensions_that_vary_over_the_frames():
@@ -214,7 +230,7 @@ def test_layout_knn_is_computed_from_the_thumbnails_where_the_data_have_an_orien
     assert alignment(d) < 0.5 and "layout_knn" not in ranked and "occupancy" in ranked
     t = d + [9.0, 0.0]                                 # a shared layout: bright left, dark right
     ranked, _ = rank_scores(cfg, [part.assign(t0=t[:, 0], t1=t[:, 1])], read_labels(None))
-    expected = [np.sort([np.linalg.norm(t[i] - t[j]) for j in range(n) if j != i])[:2].mean() for i in range(n)]
+    expected = [np.sort([np.linalg.norm(t[i] - t[j]) for j in range(n) if j != i])[1] for i in range(n)]  # k = 2
     np.testing.assert_allclose(ranked.sort_values("index").layout_knn.to_numpy(), expected, rtol=1e-9)
     assert ranked["index"].iloc[0] == 6
     assert "occupancy" not in ranked                  # aligned frames: the thumbnail holds the amount of signal
@@ -285,3 +301,22 @@ def test_scoring_without_a_reconstruction_component_never_runs_the_decoder():
     residual = (x[:, 1] - recon[:, 1]) ** 2 / vae.residual_scale[1]
     np.testing.assert_allclose(full["recon_sobel"], top_mean(residual, torch.ones(5, 16, 16, dtype=torch.bool),
                                                              0.03).numpy(), rtol=1e-5)
+
+
+def test_layout_thumbnails_average_the_intensity_on_its_linear_scale():
+    """The thumbnail behind layout_knn undoes the ingest's asinh stretch before averaging: a 2x2 tile whose
+    linear intensities are 0, 1, 0.25, 0.5 has the thumbnail 0.4375, whatever stretch the models saw."""
+    from cnnpipe.components.batch import ShardBatch
+    from cnnpipe.models.vae import ConvVAE
+    from cnnpipe.normalise import apply_scales
+    from cnnpipe.score import batch_components
+
+    linear = np.array([[[0.0, 1.0], [0.25, 0.5]]], np.float32)
+    vae = ConvVAE(2, 2, [4], 2).eval()
+    for method in ("asinh", "percentile"):
+        n = config.parse({"ingest": {"normalise": {"method": method}}}).ingest.normalise
+        stretched = apply_scales(linear, np.zeros(1), np.ones(1), method, n.asinh_softening)
+        assert method == "percentile" or stretched[0, 1, 0] > 0.5        # 0.25 lifted to 0.63 by asinh
+        x = torch.from_numpy(np.stack([stretched, np.zeros_like(stretched)], axis=1))
+        out = batch_components(ShardBatch(x, torch.ones(1, 2, 2), {}, vae=vae), [], layout_side=1, stretch=n)
+        assert out["layout"][0, 0] == pytest.approx(0.4375, abs=1e-6)

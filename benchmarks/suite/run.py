@@ -120,8 +120,11 @@ def jobs(runs: list[Run], protocols: list[str]) -> list[tuple[Run, str | None]]:
     """Every (set, digits protocol) to run, held-out first and the many one-vs-rest runs last, so that
     a run cut short still holds the most important numbers (the page says which are missing)."""
     out = []
-    for r in runs:
-        out += [(r, None)] if r.family != "digits" else [(r, p) for p in protocols]
+    for r in runs:   # the further dev draws of the digits are of the 6-vs-9 protocol only
+        if r.family != "digits":
+            out.append((r, None))
+        else:
+            out += [(r, p) for p in protocols if not r.extra or p == "six_vs_nine"]
 
     def priority(job):
         r, p = job

@@ -79,25 +79,26 @@ REGISTRY: list[Component] = [
     Component("cnn", "CNN score: how badly the CNN recognises which orientation change the data is not "
               "invariant under was applied (self-supervised; trained only when augment leaves one, e.g. rot90 "
               "off) or how unsure it is of the class (supervised)", 1.0, ("cnn",), "cnnpipe.components.cnn:cnn"),
-    Component("cnn_knn", "mean distance to the k nearest other ranked tiles in the CNN's feature space (its "
+    Component("cnn_knn", "distance to the k-th nearest other ranked tile in the CNN's feature space (its "
               "penultimate layer, unit length; learned on the orientations the data is not invariant under, or on "
               "the labels): a frame unlike the others in what the CNN learned to tell apart (a 9 among 0-8 with "
               "rotations off); computed only where a CNN is trained", 1.0,
               ("latents", "cnn"),
               "cnnpipe.components.latent:cnn_knn"),
-    Component("layout_knn", "mean distance to the k nearest other tiles in their thumbnails (the intensity "
-              "averaged down to score.layout_side pixels a side): a frame laid out unlike the others (a 9 among "
-              "0-8, a frame from another field or instrument); computed only where the data have an orientation "
+    Component("layout_knn", "distance to the k-th nearest other tile in their thumbnails (the intensity, with "
+              "the asinh stretch undone, averaged down to score.layout_side pixels a side): a frame laid out "
+              "unlike the others (a 9 among 0-8, a frame from another field or instrument); computed only where "
+              "the data have an orientation "
               "(augment leaves one off) and the frames share a layout (score.layout_alignment): in sky or "
               "detector frames, where objects sit anywhere, every layout is new. Weight 8: the pixel "
               "statistics see nothing in aligned digit-like data (dev figures in README)", 8.0,
               ("latents", "layout"),
               "cnnpipe.components.latent:layout_knn"),
-    Component("latent_knn", "mean latent distance to the k nearest other ranked frames (over the active "
+    Component("latent_knn", "latent distance to the k-th nearest other ranked frame (over the active "
               "dimensions, score.latent_active). Weight 0: with the encoder's latent space live on every run, it "
               "cost every dev set of benchmarks/suite but 6-vs-9 (README)", 0.0, ("latents",),
               "cnnpipe.components.latent:latent_knn"),
-    Component("moments_knn", "mean distance to the k nearest other tiles in whole-tile statistics (brightness "
+    Component("moments_knn", "distance to the k-th nearest other tile in whole-tile statistics (brightness "
               "distribution, bright fraction, edge content; robustly scaled): a frame unusual as a whole (a "
               "pile-up, a flat field, another instrument)", 0.0, ("latents", "moments"),
               "cnnpipe.components.latent:moments_knn"),
