@@ -107,6 +107,7 @@ class Ingest:
     chunk_frames: int
     limits: Limits
     pixel_outliers: bool
+    sharpness_relative: float
     normalise: Normalise
 
 

@@ -56,7 +56,8 @@ def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
     ys, xs = (frame_starts(tile_starts(max(side, ing.tile_size), ing.tile_size, ing.tile_overlap), factor)
               for side in (height, width))
     per = len(ys) * len(xs)
-    stats = (outlier_peaks(raw, ys, xs, int(frame_extent(ing.tile_size, factor))) if ing.pixel_outliers
+    stats = (outlier_peaks(raw, ys, xs, int(frame_extent(ing.tile_size, factor)), ing.sharpness_relative)
+             if ing.pixel_outliers
              else {s: np.zeros((len(raw), len(ys), len(xs)), np.float32) for s in STATS})
     scaled = apply_scales(raw, offset[keep], scale[keep], n.method, n.asinh_softening,
                           out=raw if overwrite or raw is not images else None)  # (a selection is a copy)

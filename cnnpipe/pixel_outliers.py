@@ -3,7 +3,12 @@
 - ``sharpness``: how far a pixel stands above the median of its 8 neighbours. A cosmic-ray hit deposits
   charge in one to a few pixels; a star is spread by the point-spread function, so its brightest pixel
   stands only a little above its neighbours. This is the core of L.A.Cosmic's test (van Dokkum 2001): the
-  fine-scale excess ``I - median8(I)`` against the noise.
+  fine-scale excess ``I - median8(I)`` against the noise, and, like L.A.Cosmic's contrast test against
+  the fine structure, against a fraction ``relative`` of the pixel's own signal above the frame's level:
+  ``(I - median8(I)) / (noise + relative * max(I - level, 0))``. A bright star's core stands hundreds of
+  noise units above its ring (it does not in relative terms: at most ``(1 - ring / peak) / relative``),
+  so busy star fields no longer fill the top of the ranking; a hit, whose ring is sky, reaches up to
+  ``1 / relative`` (dev figures in README).
 - ``coldness``: how far a pixel lies below the frame's median level: dead pixels and bad columns (a deficit,
   which the learned components, all looking for excess signal, underweight).
 
@@ -32,22 +37,22 @@ STATS = ("sharpness", "coldness")  # per-tile maxima stored in the shards and sc
 _NONE = np.empty((0, 0, 0), np.float32)  # "no full median map wanted" for :func:`_ring_pass`
 
 
-def _ring_pass(images, level, row_cell, col_edges, step, top, low, sample, med):  # pragma: no cover (compiled)
+def _ring_pass(images, level, noise, relative, row_cell, col_edges, top, low, med):  # pragma: no cover (compiled)
     """One pass over a block (n, H, W), row by row: each pixel's ring median (8 neighbours, edges mirrored,
     masked pixels (NaN, +-inf) read as the frame's ``level``), reduced at once to what ingestion keeps:
-    ``top[f, row_cell[y], j]`` the largest excess ``I - median8(I)`` over the unmasked pixels of each cell
-    (columns ``col_edges[j]:col_edges[j+1]``; -inf if none), ``low`` the smallest pixel (masked = level),
-    ``sample[f, s]`` the excess at flat position ``s * step`` (NaN where masked), ``med`` (unless empty) the
-    median map; ``top``/``low`` come in at -inf/+inf. The ring median is the 3x3 median with the centre at
-    +inf (Smith 1996): sorted vertical triples shared by neighbours, 19 compare-selects a pixel."""
+    ``top[f, row_cell[y], j]`` the largest sharpness ``(I - median8(I)) / (noise + relative * max(I - level,
+    0))`` over the unmasked pixels of each cell (columns ``col_edges[j]:col_edges[j+1]``; -inf if none),
+    ``low`` the smallest pixel (masked = level), ``med`` (unless empty) the median map; ``top``/``low`` come
+    in at -inf/+inf. The ring median is the 3x3 median with the centre at +inf (Smith 1996): sorted
+    vertical triples shared by neighbours, 19 compare-selects a pixel."""
     n, h, w = images.shape
     full = med.size > 0
     lo, md, hi = np.empty(w + 2, np.float32), np.empty(w + 2, np.float32), np.empty(w + 2, np.float32)
     a, b, c = np.empty(w, np.float32), np.empty(w, np.float32), np.empty(w, np.float32)
     ex = np.empty(w, np.float32)
-    inf = np.float32(np.inf)
+    inf, zero, rel = np.float32(np.inf), np.float32(0.0), np.float32(relative)
     for f in range(n):
-        lv = np.float32(level[f])
+        lv, nz = np.float32(level[f]), np.float32(noise[f])
         for y in range(h):
             above, below = images[f, max(y - 1, 0)], images[f, min(y + 1, h - 1)]
             row = images[f, y]
@@ -81,7 +86,7 @@ def _ring_pass(images, level, row_cell, col_edges, step, top, low, sample, med):
                 m = t if t > s else s                          # the median of the three
                 if full:
                     med[f, y, x] = m
-                ex[x] = c[x] - m if abs(row[x]) < inf else -inf
+                ex[x] = (c[x] - m) / (nz + rel * max(c[x] - lv, zero)) if abs(row[x]) < inf else -inf
             ry = row_cell[y]
             for j in range(len(col_edges) - 1):
                 hi_ex, lo_px = top[f, ry, j], low[f, ry, j]
@@ -89,9 +94,6 @@ def _ring_pass(images, level, row_cell, col_edges, step, top, low, sample, med):
                     hi_ex = hi_ex if hi_ex > ex[x] else ex[x]
                     lo_px = lo_px if lo_px < c[x] else c[x]
                 top[f, ry, j], low[f, ry, j] = hi_ex, lo_px
-            for s in range((y * w + step - 1) // step, ((y + 1) * w + step - 1) // step):
-                e = ex[s * step - y * w]
-                sample[f, s] = e if e > -inf else np.nan
 
 
 @functools.cache
@@ -103,18 +105,39 @@ def _compiled():
     return numba.njit(cache=True, nogil=True)(_ring_pass)
 
 
-def _cells(images: np.ndarray, level: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray, step: int,
-           med: np.ndarray = _NONE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_ring_pass` with its outputs allocated: ``(top, low, sample)``, per-cell excess maxima and pixel
-    minima (n, cells_y, cells_x) and the excess sample (n, ceil(H * W / step))."""
-    n, h, w = images.shape
+def _cells(images: np.ndarray, level: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray,
+           noise: np.ndarray | None = None, relative: float = 0.0, med: np.ndarray = _NONE
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_ring_pass` with its outputs allocated: ``(top, low)``, per-cell sharpness maxima and pixel
+    minima (n, cells_y, cells_x); ``noise`` None: 1 (the maxima of the bare excess)."""
+    n = len(images)
     shape = (n, len(row_edges) - 1, len(col_edges) - 1)
     top, low = np.full(shape, -np.inf, np.float32), np.full(shape, np.inf, np.float32)
-    sample = np.empty((n, -(-h * w // step)), np.float32)
     row_cell = np.repeat(np.arange(shape[1]), np.diff(row_edges))
-    _compiled()(np.ascontiguousarray(images, np.float32), level.astype(np.float32), row_cell,
-               np.asarray(col_edges, np.int64), step, top, low, sample, med)
-    return top, low, sample
+    noise = np.ones(n, np.float32) if noise is None else noise.astype(np.float32)
+    _compiled()(np.ascontiguousarray(images, np.float32), level.astype(np.float32), noise, relative, row_cell,
+               np.asarray(col_edges, np.int64), top, low, med)
+    return top, low
+
+
+#: the 8 neighbours of a pixel, (dy, dx)
+_RING = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
+
+
+def _sampled_excess(images: np.ndarray, level: np.ndarray, step: int) -> np.ndarray:
+    """The excess ``I - median8(I)`` at every ``step``-th pixel (flat order) of each frame of a block (n, H, W),
+    NaN where that pixel is masked: what the noise is measured on, exactly as :func:`_ring_pass` filters
+    (edges mirrored, masked neighbours read as ``level``, the upper of the two middle values), without
+    filtering the whole frame first; (n, ceil(H * W / step))."""
+    n, h, w = images.shape
+    flat = np.arange(0, h * w, step)
+    y, x = flat // w, flat % w
+    ny, nx = np.clip(y[:, None] + _RING[:, 0], 0, h - 1), np.clip(x[:, None] + _RING[:, 1], 0, w - 1)
+    ring = images[:, ny, nx]                                                     # (n, samples, 8)
+    ring = np.where(np.isfinite(ring), ring, level.astype(np.float32)[:, None, None])
+    centre = images[:, y, x]
+    with np.errstate(invalid="ignore"):
+        return np.where(np.isfinite(centre), centre - np.partition(ring, 4, axis=2)[:, :, 4], np.nan)
 
 
 def median8(images: np.ndarray) -> np.ndarray:
@@ -125,7 +148,7 @@ def median8(images: np.ndarray) -> np.ndarray:
     med = np.empty(images.shape, np.float32)
     if images.size:
         n, h, w = images.shape
-        _cells(images, np.zeros(n, np.float32), np.array([0, h]), np.array([0, w]), h * w, med)
+        _cells(images, np.zeros(n, np.float32), np.array([0, h]), np.array([0, w]), med=med)
     return med
 
 
@@ -152,31 +175,39 @@ def _noise(sample: np.ndarray) -> np.ndarray:
         return 1.4826 * row_median(np.abs(sample - row_median(sample)[:, None]))
 
 
-def outlier_peaks(images: np.ndarray, ys: list[int], xs: list[int], tile: int) -> dict[str, np.ndarray]:
+def _frame_noise(images: np.ndarray, level: np.ndarray, step: int) -> np.ndarray:
+    """Each frame's noise: the robust spread of its sampled excess or, where that is 0 (a mostly constant
+    synthetic frame), the standard deviation of all of it; NaN or 0 where neither can be measured."""
+    noise = _noise(_sampled_excess(images, level, step))
+    fallback = np.flatnonzero(~(noise > 0))
+    if len(fallback):  # rare: a filtering pass over those frames
+        noise[fallback] = _excess_std(images[fallback], level[fallback])
+    return noise
+
+
+def outlier_peaks(images: np.ndarray, ys: list[int], xs: list[int], tile: int,
+                  relative: float = 0.0) -> dict[str, np.ndarray]:
     """Each tile's largest ``sharpness`` and ``coldness`` (see :func:`outlier_maps`) for a block (n, H, W)
     cut into tiles of side ``tile`` at rows ``ys`` and columns ``xs`` -> {stat: (n, len(ys), len(xs))}.
 
     Masked pixels, and tile area beyond the frame's edge, count as 0; so does every pixel of a frame with
-    no spread. Equals the maximum of :func:`outlier_maps` over each tile, without holding the maps: both
-    maps are a frame constant apart from the excess and the pixels themselves, so one pass keeps the
-    excess's maximum and the pixels' minimum per cell, and the noise's sample.
+    no spread. Equals the maximum of :func:`outlier_maps` over each tile, without holding the maps: the
+    noise is measured on a sample first, then one pass keeps each cell's largest sharpness and smallest
+    pixel (coldness is a frame constant apart from the pixel).
     """
     images = np.asarray(images, dtype=np.float32)
     n, h, w = images.shape
     if n == 0:
         return {s: np.zeros((0, len(ys), len(xs)), np.float32) for s in STATS}
     level, step = _levels(images)
-    yc, xc = tile_cells(ys, tile, h), tile_cells(xs, tile, w)
-    top, low, sample = _cells(images, level, yc.edges, xc.edges, step)
-    noise = _noise(sample)
-    fallback = np.flatnonzero(~(noise > 0))  # no spread in the sample: the standard deviation of all the excess
-    if len(fallback):  # rare (synthetic, mostly constant frames): a second pass over those frames
-        noise[fallback] = _excess_std(images[fallback], level[fallback])
-    noise = noise[:, None, None]
+    noise = _frame_noise(images, level, step)
     ok = noise > 0
     safe = np.where(ok, noise, 1.0)
+    yc, xc = tile_cells(ys, tile, h), tile_cells(xs, tile, w)
+    top, low = _cells(images, level, yc.edges, xc.edges, safe, relative)
+    ok, safe = ok[:, None, None], safe[:, None, None]
     with np.errstate(invalid="ignore"):
-        sharp = np.where(ok, tile_reduce(np.fmax, top, yc, xc) / safe, 0.0)
+        sharp = np.where(ok, tile_reduce(np.fmax, top, yc, xc), 0.0)
         cold = np.where(ok, (level[:, None, None] - tile_reduce(np.fmin, low, yc, xc)) / safe, 0.0)
     return {"sharpness": np.maximum(np.nan_to_num(sharp, nan=0.0, neginf=0.0), 0.0).astype(np.float32),
             "coldness": np.maximum(np.nan_to_num(cold, nan=0.0), 0.0).astype(np.float32)}
@@ -187,7 +218,7 @@ def _excess_std(images: np.ndarray, level: np.ndarray) -> np.ndarray:
     a frame with none): the noise of frames whose sampled MAD is 0."""
     med = np.empty(images.shape, np.float32)
     n, h, w = images.shape
-    _cells(images, level, np.array([0, h]), np.array([0, w]), h * w, med)
+    _cells(images, level, np.array([0, h]), np.array([0, w]), med=med)
     excess = np.where(np.isfinite(images), images - med, np.nan)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -205,9 +236,9 @@ def row_median(a: np.ndarray) -> np.ndarray:
     return (p[:, m] + p[:, m + 1:].min(axis=1)) / 2
 
 
-def outlier_maps(images: np.ndarray) -> dict[str, np.ndarray]:
-    """``sharpness = (I - median8(I)) / noise`` and ``coldness = (median(I) - I) / noise`` for a block
-    (n, H, W) of frames; NaN pixels give NaN.
+def outlier_maps(images: np.ndarray, relative: float = 0.0) -> dict[str, np.ndarray]:
+    """``sharpness = (I - median8(I)) / (noise + relative * max(I - level, 0))`` and ``coldness = (level - I)
+    / noise`` for a block (n, H, W) of frames, ``level`` the frame's median; NaN pixels give NaN.
 
     The noise is the robust standard deviation (1.4826 MAD) of the excess map ``I - median8(I)``, so both
     are the same whatever the units, offset or gain of the frame. A frame with no spread at all (MAD = 0,
@@ -221,16 +252,17 @@ def outlier_maps(images: np.ndarray) -> dict[str, np.ndarray]:
     finite = np.isfinite(images)
     level, step = _levels(images)
     med = np.empty(images.shape, np.float32)
-    _, _, sample = _cells(images, level, np.array([0, h]), np.array([0, w]), step, med)
+    _cells(images, level, np.array([0, h]), np.array([0, w]), med=med)
     filled = np.where(finite, images, level[:, None, None])
     excess = np.where(finite, filled - med, np.nan)
-    noise = _noise(sample)
+    noise = _noise(_sampled_excess(images, level, step))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         std = np.nanstd(excess.reshape(len(images), -1), axis=1)
         noise = np.where(noise > 0, noise, std)[:, None, None]
         safe = np.where(noise > 0, noise, 1.0)
-        maps = {"sharpness": np.where(noise > 0, excess / safe, 0.0).astype(np.float32),
+        own = relative * np.maximum(filled - level[:, None, None], 0.0)
+        maps = {"sharpness": np.where(noise > 0, excess / (safe + own), 0.0).astype(np.float32),
                 "coldness": np.where(noise > 0, (level[:, None, None] - filled) / safe, 0.0).astype(np.float32)}
     for m in maps.values():
         m[~finite] = np.nan

@@ -205,11 +205,11 @@ def test_a_32x48_frame_gives_overlapping_tiles_at_original_pixel_positions(tmp_p
     np.testing.assert_allclose(stored["frames"], [up[:, :64], up[:, 32:]], rtol=1e-6, atol=1e-7)
     # the outlier stats are measured on the original pixels, over each tile's area of the frame
     from cnnpipe.pixel_outliers import outlier_maps
-    maps = outlier_maps(frame)
+    maps = outlier_maps(frame, config.parse({}).ingest.sharpness_relative)
     for s in ("sharpness", "coldness"):
         want = [np.nanmax(maps[s][0, :, x0:x0 + 32]) for x0 in (0, 16)]
         np.testing.assert_allclose(stored[s], np.maximum(want, 0), rtol=1e-5)
-    assert stored["sharpness"][1] > 50 > stored["sharpness"][0]
+    assert stored["sharpness"][1] > 8 > 3 > stored["sharpness"][0]   # the hit: 400 / (5.45 + 0.1 x 400) = 8.8
     assert stored["coldness"][0] > 50 > stored["coldness"][1]
 
 
@@ -248,7 +248,7 @@ def test_pad_mode_reproduces_the_padded_tiles(tmp_path):
     assert ok.x0.tolist() == [0, 0] and ok.scale.tolist() == [1.0, 1.0]
     want = [t for f in frame for _, _, t in legacy.tiles(normalise(f, "percentile")[0], 64, 16)]
     np.testing.assert_array_equal(stored["frames"], want)
-    peaks = outlier_peaks(frame, [0], [0], 64)
+    peaks = outlier_peaks(frame, [0], [0], 64, config.parse({}).ingest.sharpness_relative)
     np.testing.assert_array_equal(stored["sharpness"], peaks["sharpness"].reshape(-1))
     np.testing.assert_array_equal(stored["coldness"], peaks["coldness"].reshape(-1))
 

@@ -49,6 +49,23 @@ def test_hot_pixel_scores_its_height_in_noise_units_and_a_star_of_the_same_heigh
     assert s[20, 20] == s.max() and others.max() < 12
 
 
+def test_relative_sharpness_puts_a_faint_hit_above_a_bright_star():
+    """A busy star field's sharpest pixel is its brightest star's core: thousands of counts above a ring that
+    holds most of its light, hundreds of noise units. Against its own signal too (relative 0.1, L.A.Cosmic's
+    contrast test), the core of a star 50 times as high as a 15-sigma hit scores below the hit."""
+    img = noise_frame(6)
+    img += star(64, 40, 20, peak=7500.0, psf_sigma=1.5)    # 750 sigma
+    img[12, 50] += 150.0                                   # a faint hit: 15 sigma
+    plain, rel = outlier_maps(img[None])["sharpness"][0], outlier_maps(img[None], 0.1)["sharpness"][0]
+    assert plain[40, 20] > 5 * plain[12, 50]               # in noise units alone the star wins: 134 against 14
+    # hit: 150 / (10.9 + 15) = 5.8; star core: its ring median (the upper of the two middle neighbours) holds
+    # exp(-1 / 4.5) = 0.80 of the peak, so 0.2 x 7500 / (10.9 + 750) = 2.0
+    assert 5 < rel[12, 50] < 6.5 and 1.5 < rel[40, 20] < 2.5
+    assert rel[12, 50] == rel.max()
+    noise = outlier_maps(noise_frame(6)[None], 0.1)["sharpness"][0]
+    assert noise.max() < 5                                  # the noise's own tail stays below the hit
+
+
 def test_sharpness_ignores_units_offset_and_gain():
     img = noise_frame(1)
     img[5, 7] += 300.0
@@ -83,8 +100,14 @@ def test_ingest_keeps_the_hit_that_normalisation_clips():
     assert usable.all() and len(tiles) == 4 and len(stats["sharpness"]) == 4
     by_pos = {(y0, x0): (t, s) for (_, y0, x0), t, s in zip(where, tiles, stats["sharpness"])}
     assert np.nanmax(by_pos[0, 0][0]) == pytest.approx(1.0) and np.nanmax(by_pos[32, 32][0]) == pytest.approx(1.0)
-    assert by_pos[32, 32][1] > 1000 and by_pos[0, 0][1] < 0.2 * by_pos[32, 32][1]
+    # sharpness_relative 0.1: the hit's ring is sky, so it reaches ~1 / 0.1 = 10 (30000 / (10.9 + 3000));
+    # the star's core stands ~25% of its peak above its ring: ~1250 / (10.9 + 500) = 2.4
+    assert 9.5 < by_pos[32, 32][1] < 10 and 1.5 < by_pos[0, 0][1] < 3.5
     assert max(by_pos[0, 32][1], by_pos[32, 0][1]) < 6
+    noise_units = config.parse({"ingest": {"tile_size": 32, "tile_overlap": 0, "sharpness_relative": 0}})
+    _, plain, _, _ = prepare(img[None], noise_units)
+    by_pos = dict(zip([(y0, x0) for _, y0, x0 in where], plain["sharpness"]))
+    assert by_pos[32, 32] > 1000 and 0.02 * by_pos[32, 32] < by_pos[0, 0] < 0.2 * by_pos[32, 32]
     off = config.parse({"ingest": {"tile_size": 32, "tile_overlap": 0, "pixel_outliers": False}})
     tiles_off, stats_off, _, _ = prepare(img[None], off)
     np.testing.assert_array_equal(tiles_off, tiles)
@@ -154,3 +177,24 @@ def test_row_median_equals_numpy():
     for k in (1, 2, 7, 1024):
         a = np.random.default_rng(k).normal(size=(6, k)).astype(np.float32)
         np.testing.assert_allclose(row_median(a), np.median(a, axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("h,w,tile,overlap", [(70, 90, 32, 0), (64, 64, 64, 16), (5, 7, 8, 2)])
+def test_relative_peaks_equal_the_tile_maxima_of_the_relative_maps(h, w, tile, overlap):
+    """The one-pass kernel (sharpness against the pixel's own signal, the noise sampled first) gives each
+    tile the maximum of the full map, on the awkward frames (masked patch, all-NaN, no spread, inf)."""
+    import legacy_kernels as legacy
+    from cnnpipe import pixel_outliers
+    from cnnpipe.tiling import tile_starts
+
+    x = _awkward_block(h * w + 1, h, w)
+    if h >= 9:
+        x[0, :9, :9] += star(9, 4, 4, 400.0, 1.5)          # a star: its core is sharp in noise units only
+    ys, xs = tile_starts(max(h, tile), tile, overlap), tile_starts(max(w, tile), tile, overlap)
+    peaks = pixel_outliers.outlier_peaks(x, ys, xs, tile, relative=0.1)
+    maps = outlier_maps(x, relative=0.1)
+    for i in range(len(x)):
+        m = np.where(np.isnan(maps["sharpness"][i]), -np.inf, maps["sharpness"][i])
+        expected = np.maximum(legacy.peak(np.stack([t for _, _, t in legacy.tiles(m, tile, overlap)])), 0)
+        np.testing.assert_allclose(peaks["sharpness"][i].ravel(), np.nan_to_num(expected, neginf=0.0), rtol=1e-4,
+                                   atol=1e-4, err_msg=str(i))

@@ -56,8 +56,9 @@ REGISTRY: list[Component] = [
     Component("masked", "fraction of masked pixels (NaN; padding with ingest.small_frames: pad)", 1.0, (),
               "cnnpipe.components.features:masked"),
     Component("sobel_peak", "the strongest Sobel edge", 1.0, (), "cnnpipe.components.features:sobel_peak"),
-    Component("sharpness", "brightest pixel above the median of its 8 neighbours, in noise units (cosmic-ray "
-              "hits)", 1.0, (), "cnnpipe.components.features:sharpness"),
+    Component("sharpness", "brightest pixel above the median of its 8 neighbours, in units of the noise plus "
+              "ingest.sharpness_relative of its own signal (cosmic-ray hits; a star's core, spread by the PSF, "
+              "stays low however bright)", 1.0, (), "cnnpipe.components.features:sharpness"),
     Component("coldness", "darkest pixel below the frame's median level, in noise units (dead pixels, bad "
               "columns)", 1.0, (), "cnnpipe.components.features:coldness"),
     Component("occupancy", "fraction of the tile's pixels above its median by more than "
