@@ -96,13 +96,56 @@ def _ring_pass(images, level, noise, relative, row_cell, col_edges, top, low, me
                 top[f, ry, j], low[f, ry, j] = hi_ex, lo_px
 
 
+def _sample_pass(images, level, step, sample):  # pragma: no cover (compiled)
+    """``sample[f, s]``: the excess ``I - median8(I)`` at flat position ``s * step`` of frame ``f`` (NaN where
+    that pixel is masked), filtered exactly as :func:`_ring_pass` does (edges mirrored, masked neighbours
+    read as the frame's ``level``, the upper of the two middle neighbours). The 8 neighbours are sorted by
+    a 19-comparator network (the fewest for 8 values): min/max without branches, ~9x faster than an
+    insertion sort."""
+    n, h, w = images.shape
+    inf = np.float32(np.inf)
+    for f in range(n):
+        lv = np.float32(level[f])
+        y, x = 0, 0
+        for s in range(sample.shape[1]):
+            if s:                                  # the next sampled pixel, without a division
+                x += step
+                while x >= w:
+                    x -= w
+                    y += 1
+            c = images[f, y, x]
+            if not abs(c) < inf:
+                sample[f, s] = np.nan
+                continue
+            u, d, left, right = max(y - 1, 0), min(y + 1, h - 1), max(x - 1, 0), min(x + 1, w - 1)
+            a0, a1, a2 = images[f, u, left], images[f, u, x], images[f, u, right]
+            a3, a4 = images[f, y, left], images[f, y, right]
+            a5, a6, a7 = images[f, d, left], images[f, d, x], images[f, d, right]
+            a0, a1, a2, a3 = (a0 if abs(a0) < inf else lv), (a1 if abs(a1) < inf else lv), \
+                (a2 if abs(a2) < inf else lv), (a3 if abs(a3) < inf else lv)
+            a4, a5, a6, a7 = (a4 if abs(a4) < inf else lv), (a5 if abs(a5) < inf else lv), \
+                (a6 if abs(a6) < inf else lv), (a7 if abs(a7) < inf else lv)
+            a0, a1 = min(a0, a1), max(a0, a1); a2, a3 = min(a2, a3), max(a2, a3)
+            a4, a5 = min(a4, a5), max(a4, a5); a6, a7 = min(a6, a7), max(a6, a7)
+            a0, a2 = min(a0, a2), max(a0, a2); a1, a3 = min(a1, a3), max(a1, a3)
+            a4, a6 = min(a4, a6), max(a4, a6); a5, a7 = min(a5, a7), max(a5, a7)
+            a1, a2 = min(a1, a2), max(a1, a2); a5, a6 = min(a5, a6), max(a5, a6)
+            a0, a4 = min(a0, a4), max(a0, a4); a3, a7 = min(a3, a7), max(a3, a7)
+            a1, a5 = min(a1, a5), max(a1, a5); a2, a6 = min(a2, a6), max(a2, a6)
+            a1, a4 = min(a1, a4), max(a1, a4); a3, a6 = min(a3, a6), max(a3, a6)
+            a2, a4 = min(a2, a4), max(a2, a4); a3, a5 = min(a3, a5), max(a3, a5)
+            a3, a4 = min(a3, a4), max(a3, a4)
+            sample[f, s] = c - a4
+
+
 @functools.cache
-def _compiled():
-    """:func:`_ring_pass` compiled (numba, cached on disk beside this module), on first use: the jobs that
-    only import :data:`STATS` (preprocess, score) never load numba."""
+def _compiled(kernel: str = "ring"):
+    """:func:`_ring_pass` (``ring``) or :func:`_sample_pass` (``sample``) compiled (numba, cached on disk
+    beside this module), on first use: the jobs that only import :data:`STATS` (preprocess, score) never
+    load numba."""
     import numba
 
-    return numba.njit(cache=True, nogil=True)(_ring_pass)
+    return numba.njit(cache=True, nogil=True)({"ring": _ring_pass, "sample": _sample_pass}[kernel])
 
 
 def _cells(images: np.ndarray, level: np.ndarray, row_edges: np.ndarray, col_edges: np.ndarray,
@@ -120,24 +163,13 @@ def _cells(images: np.ndarray, level: np.ndarray, row_edges: np.ndarray, col_edg
     return top, low
 
 
-#: the 8 neighbours of a pixel, (dy, dx)
-_RING = np.array([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx])
-
-
 def _sampled_excess(images: np.ndarray, level: np.ndarray, step: int) -> np.ndarray:
-    """The excess ``I - median8(I)`` at every ``step``-th pixel (flat order) of each frame of a block (n, H, W),
-    NaN where that pixel is masked: what the noise is measured on, exactly as :func:`_ring_pass` filters
-    (edges mirrored, masked neighbours read as ``level``, the upper of the two middle values), without
-    filtering the whole frame first; (n, ceil(H * W / step))."""
+    """:func:`_sample_pass` with its output allocated: (n, ceil(H * W / step)), what the noise is measured on,
+    without filtering the whole frame first."""
     n, h, w = images.shape
-    flat = np.arange(0, h * w, step)
-    y, x = flat // w, flat % w
-    ny, nx = np.clip(y[:, None] + _RING[:, 0], 0, h - 1), np.clip(x[:, None] + _RING[:, 1], 0, w - 1)
-    ring = images[:, ny, nx]                                                     # (n, samples, 8)
-    ring = np.where(np.isfinite(ring), ring, level.astype(np.float32)[:, None, None])
-    centre = images[:, y, x]
-    with np.errstate(invalid="ignore"):
-        return np.where(np.isfinite(centre), centre - np.partition(ring, 4, axis=2)[:, :, 4], np.nan)
+    sample = np.empty((n, -(-h * w // step)), np.float32)
+    _compiled("sample")(np.ascontiguousarray(images, np.float32), level.astype(np.float32), step, sample)
+    return sample
 
 
 def median8(images: np.ndarray) -> np.ndarray:

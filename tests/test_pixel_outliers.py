@@ -153,6 +153,20 @@ def test_median8_and_maps_equal_the_previous_implementation(h, w):
             np.testing.assert_allclose(maps[s][i], old[s][0], rtol=1e-5, atol=1e-5, equal_nan=True)
 
 
+@pytest.mark.parametrize("h,w,step", [(70, 90, 3), (1, 9, 1), (2, 3, 1), (17, 23, 7)])
+def test_the_noise_sample_equals_the_filtered_excess_at_the_sampled_pixels(h, w, step):
+    """The noise is measured on the excess at every step-th pixel, computed without filtering the whole frame
+    (a sorting network per sampled pixel); it equals the full filtering pass's excess there."""
+    from cnnpipe.pixel_outliers import _cells, _levels, _sampled_excess
+
+    x = _awkward_block(h * w + step, h, w)
+    level = _levels(x)[0]
+    med = np.empty(x.shape, np.float32)
+    _cells(x, level, np.array([0, h]), np.array([0, w]), med=med)
+    full = np.where(np.isfinite(x), x - med, np.nan).reshape(len(x), -1)[:, ::step]
+    np.testing.assert_array_equal(_sampled_excess(x, level, step), full)
+
+
 @pytest.mark.parametrize("h,w,tile,overlap", [(70, 90, 16, 4), (70, 90, 32, 0), (70, 90, 64, 16), (70, 90, 128, 0),
                                               (5, 7, 8, 2), (64, 64, 64, 16), (130, 40, 64, 16)])
 def test_outlier_peaks_equal_the_tile_maxima_of_the_maps(h, w, tile, overlap):
