@@ -15,11 +15,10 @@
 Both are measured before normalisation, because it clips: a 30 000-count hit and a 6 000-count star core
 both become 1.0, and so does the difference between a dead column and a dark patch of sky.
 
-Ingestion needs only each tile's largest value of the two maps (:func:`outlier_peaks`); the maps are never
-held whole: one compiled pass (numba) filters the frames row by row and reduces each row to per-cell maxima
-at once, ~4x faster than the best sequence of whole-array NumPy operations (19 min/max passes, each
-through memory). :func:`outlier_maps` gives the full maps (tests, and anyone who wants to look at them).
-"""
+Ingestion needs only each tile's largest value of the two maps (:func:`outlier_peaks`), never the maps:
+after the noise is measured on a sample, one compiled pass (numba) filters the frames row by row and
+reduces each row to per-cell maxima at once, ~4x faster than whole-array NumPy operations (19 min/max
+passes through memory). :func:`outlier_maps` gives the full maps (tests, and anyone who wants them)."""
 from __future__ import annotations
 
 import functools
@@ -31,7 +30,6 @@ from .normalise import finite_rows
 from .tiling import tile_cells, tile_reduce
 
 NOISE_SAMPLE = 1024  # pixels per frame the level and noise are estimated from
-
 STATS = ("sharpness", "coldness")  # per-tile maxima stored in the shards and scored
 
 _NONE = np.empty((0, 0, 0), np.float32)  # "no full median map wanted" for :func:`_ring_pass`
@@ -41,7 +39,8 @@ def _ring_pass(images, level, noise, relative, row_cell, col_edges, top, low, me
     """One pass over a block (n, H, W), row by row: each pixel's ring median (8 neighbours, edges mirrored,
     masked pixels (NaN, +-inf) read as the frame's ``level``), reduced at once to what ingestion keeps:
     ``top[f, row_cell[y], j]`` the largest sharpness ``(I - median8(I)) / (noise + relative * max(I - level,
-    0))`` over the unmasked pixels of each cell (columns ``col_edges[j]:col_edges[j+1]``; -inf if none),
+    0))`` over the unmasked pixels of each cell (columns ``col_edges[j]:col_edges[j+1]``; -inf if none;
+    exact where it is positive, which is all ingestion keeps),
     ``low`` the smallest pixel (masked = level), ``med`` (unless empty) the median map; ``top``/``low`` come
     in at -inf/+inf. The ring median is the 3x3 median with the centre at +inf (Smith 1996): sorted
     vertical triples shared by neighbours, 19 compare-selects a pixel."""
@@ -86,12 +85,14 @@ def _ring_pass(images, level, noise, relative, row_cell, col_edges, top, low, me
                 m = t if t > s else s                          # the median of the three
                 if full:
                     med[f, y, x] = m
-                ex[x] = (c[x] - m) / (nz + rel * max(c[x] - lv, zero)) if abs(row[x]) < inf else -inf
+                ex[x] = c[x] - m if abs(row[x]) < inf else -inf
             ry = row_cell[y]
             for j in range(len(col_edges) - 1):
                 hi_ex, lo_px = top[f, ry, j], low[f, ry, j]
                 for x in range(col_edges[j], col_edges[j + 1]):
-                    hi_ex = hi_ex if hi_ex > ex[x] else ex[x]
+                    if ex[x] > hi_ex * nz:  # it may beat the best: divide (<= ex / nz; most pixels skip)
+                        r = ex[x] / (nz + rel * max(c[x] - lv, zero))
+                        hi_ex = hi_ex if hi_ex > r else r
                     lo_px = lo_px if lo_px < c[x] else c[x]
                 top[f, ry, j], low[f, ry, j] = hi_ex, lo_px
 
