@@ -5,8 +5,12 @@ are separate steps, so ingestion can measure whole frames and scale their tiles 
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # ingestion never loads torch
+    import torch
 
 METHODS = ("percentile", "asinh", "zscore")
 
@@ -129,7 +133,7 @@ def unstretch(y: torch.Tensor, method: str, asinh_softening: float = 0.1) -> tor
     it would count a faint stroke nearly as much as a bright one."""
     if method != "asinh":
         return y
-    return asinh_softening * torch.sinh(y * float(np.arcsinh(1.0 / asinh_softening)))
+    return asinh_softening * (y * float(np.arcsinh(1.0 / asinh_softening))).sinh()
 
 
 def normalise_block(images: np.ndarray, method: str = "percentile", percentiles=(0.5, 99.5),
