@@ -25,7 +25,7 @@ from train import write_shard
 from cnnpipe import components
 from cnnpipe.augment import apply, cnn_has_task, pretext_transforms
 from cnnpipe.config import parse
-from cnnpipe.corners import shi_tomasi, write_reference
+from cnnpipe.corners import ReferenceMaps, shi_tomasi, write_reference
 from cnnpipe.tables import read_manifest as read_csv
 from cnnpipe.models import build
 from cnnpipe.patches import sample_bank
@@ -45,7 +45,9 @@ def tiles_and_reference(d, cfg, man_path, n: int, device: torch.device):
     man = read_csv(man_path).assign(y0=0, x0=0, population="bench.h5:/x")
     bank = sample_bank([frames], man, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device, pool=s.patch_pool)
     reference = d / "reference.h5"
-    write_reference(reference, ["bench.h5:/x"], np.ones((1, tile, tile)), np.array([n]), s.corner_sigma,
+    maps = ReferenceMaps(["bench.h5:/x"], np.ones((1, tile, tile)), np.zeros((1, 2, tile, tile)),
+                         np.ones((1, tile, tile)), np.array([n]))
+    write_reference(reference, maps, s.corner_sigma, (s.orientation_sigma, s.orientation_derivative_sigma),
                     (*bank, s.patch_size, s.patch_stride))
     return frames, man, reference
 

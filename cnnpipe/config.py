@@ -177,6 +177,8 @@ class Score:
     consensus_min: int
     consensus_exempt: float
     corner_sigma: float
+    orientation_sigma: float
+    orientation_derivative_sigma: float
     patch_size: int
     patch_stride: int
     patch_bank: int

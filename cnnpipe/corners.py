@@ -7,13 +7,13 @@ vertex of every event, stars in a sky frame), so each frame's response is divide
 mean response at that pixel over its population (``reference``: averaged over the symmetries the data
 allows, ``augment``). The ``corner`` score is the largest of those ratios: a corner counts by how unusual
 it is where it is. The VAE cannot give this: trained on a few hundred events it learns where tracks are,
-not their shape, and a kink's second segment lies where tracks often are.
+not their shape, and a kink's second segment lies where tracks often are. The reference file also holds
+each population's usual edge directions (:mod:`cnnpipe.orientation`) and the patch bank (:mod:`cnnpipe.patches`).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator, NamedTuple
 
 import h5py
 import numpy as np
@@ -22,43 +22,13 @@ import torch
 
 from .atomic import atomic_path
 from .augment import apply, dihedral
-from .config import Augment
+from .config import Augment, Normalise
 from .errors import UserError
-from .filters import fill_masked, sobel
+from .filters import fill_masked, gaussian_blur, sobel
+from .orientation import linear, misfit, orientation_field, usual_direction, vector_symmetry_average
 from .patches import PatchBank
 from .population import population
 from .shards import iter_batches, shard_number
-
-
-@lru_cache(maxsize=16)
-def blur_matrix(n: int, sigma: float, truncate: float = 4.0) -> np.ndarray:
-    """The 1-D Gaussian filter of ``n`` samples with replicated edges as an (n, n) matrix: ``out = M @ x``.
-
-    Row i holds the taps ``k[t]`` at columns ``clip(i + t - r, 0, n - 1)`` (the edge replication folded in),
-    so the result equals ``scipy.ndimage.gaussian_filter1d(x, sigma, mode="nearest", truncate=truncate)``.
-    """
-    radius = int(truncate * sigma + 0.5)
-    t = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-0.5 * (t / sigma) ** 2)
-    k /= k.sum()
-    m = np.zeros((n, n))
-    rows = np.repeat(np.arange(n), len(k))
-    np.add.at(m, (rows, np.clip(rows + np.tile(t.astype(int), n), 0, n - 1)), np.tile(k, n))
-    return m
-
-
-def gaussian_blur(image: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
-    """Gaussian filter of a (N, H, W) batch, edges replicated: ``scipy.ndimage.gaussian_filter(mode="nearest")``.
-
-    Separable, each pass one matrix product with :func:`blur_matrix` (``M_y @ X @ M_x^T``): a BLAS call
-    does the (2r + 1)-tap sums of a whole batch instead of shifted sums that stream every map
-    through memory once per tap.
-    """
-    n, h, w = image.shape
-    my = torch.from_numpy(blur_matrix(h, sigma, truncate)).to(image.device, image.dtype)
-    mx = torch.from_numpy(blur_matrix(w, sigma, truncate)).to(image.device, image.dtype)
-    rows = (image.reshape(n * h, w) @ mx.T).view(n, h, w)   # along the rows: one (N H, W) x (W, W) product
-    return torch.matmul(my, rows)                             # down the columns: N products (H, H) x (H, W)
 
 
 def shi_tomasi(frames: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -86,66 +56,101 @@ def symmetry_average(image: np.ndarray, hflip: bool, vflip: bool, rot90: bool) -
     return np.mean(views, axis=0)
 
 
-def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma: float,
-                   symmetries: dict[str, bool], device: torch.device, batch: int = 256
-                   ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Mean corner response per pixel of each population over all its frames (streamed, shard by shard).
+class ReferenceMaps(NamedTuple):
+    """What a run's frames are measured against, per population (``names``): the mean corner response
+    (P, H, W), the usual edge direction (P, 2, H, W) and misfit (P, H, W) of :mod:`cnnpipe.orientation`,
+    and the frame counts."""
+    names: list[str]
+    corner: np.ndarray
+    direction: np.ndarray
+    usual_misfit: np.ndarray
+    counts: np.ndarray
 
-    Returns the population names, their maps (P, H, W), symmetry-averaged and floored at 1e-3 of the
-    population's mean response (so a pixel where no corner was ever seen cannot divide by ~0), and the
-    frame counts. Anomalies are a few percent of the frames: averaging dilutes them.
+
+def frame_batches(path: str | Path, batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of a frames shard: the tiles and each one's frame ``intensity_scale`` (1 in a shard written
+    before ingestion stored it)."""
+    with h5py.File(path, "r") as f:
+        has_scale = "intensity_scale" in f
+    for b in iter_batches(path, ["frames", "intensity_scale"] if has_scale else ["frames"], batch):
+        yield b if has_scale else {**b, "intensity_scale": np.ones(len(b["frames"]), np.float32)}
+
+
+def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma: float,
+                   symmetries: dict[str, bool], device: torch.device, batch: int = 256,
+                   orientation_sigmas: tuple[float, float] = (1.5, 1.0), stretch: Normalise | None = None
+                   ) -> ReferenceMaps:
+    """Per population, over all its frames (streamed, shard by shard): the mean corner response per pixel
+    (window ``sigma``), symmetry-averaged and floored at 1e-3 of the population's mean response (so a pixel
+    where no corner was ever seen cannot divide by ~0), and the usual edge direction and misfit of
+    :mod:`cnnpipe.orientation` (``orientation_sigmas``: window and derivative smoothing; measured on the
+    tiles put back on their raw scale, ``stretch`` the ingest normalisation). Anomalies are a few percent of
+    the frames: averaging dilutes them.
     """
     ok = manifest[manifest.status == "ok"]
     names = sorted(set(population(ok)))
     code = {p: i for i, p in enumerate(names)}
-    sums, counts = None, np.zeros(len(names))
+    sums: dict[str, torch.Tensor] = {}
+    counts = np.zeros(len(names))
     for path in frames_paths:
         rows = ok[ok.shard == shard_number(path)].sort_values("row")
         pops = np.array([code[p] for p in population(rows)], dtype=np.int64)
         start = 0
-        for b in iter_batches(path, ["frames"], batch):
-            response = shi_tomasi(torch.from_numpy(b["frames"]).to(device).float(), sigma).cpu().double()
-            idx = torch.from_numpy(pops[start:start + len(response)])
-            if sums is None:
-                sums = torch.zeros((len(names), *response.shape[1:]), dtype=torch.float64)
-            sums.index_add_(0, idx, response)
+        for b in frame_batches(path, batch):
+            frames = torch.from_numpy(b["frames"]).to(device).float()
+            field = orientation_field(linear(frames, torch.from_numpy(b["intensity_scale"]).to(device), stretch),
+                                      *orientation_sigmas)
+            maps = {"corner": shi_tomasi(frames, sigma), "field": field, "strength": field.norm(dim=1)}
+            idx = torch.from_numpy(pops[start:start + len(frames)])
+            for k, v in maps.items():
+                v = v.cpu().double()
+                sums.setdefault(k, torch.zeros((len(names), *v.shape[1:]), dtype=torch.float64)).index_add_(0, idx, v)
             counts += np.bincount(idx.numpy(), minlength=len(names))
-            start += len(response)
-    if sums is None:
-        return names, np.zeros((0, 1, 1)), counts
-    means = sums.numpy() / np.maximum(counts, 1)[:, None, None]
-    maps = np.stack([symmetry_average(m, **symmetries) for m in means])
-    floor = 1e-3 * maps.mean(axis=(1, 2), keepdims=True) + 1e-12
-    return names, np.maximum(maps, floor), counts
+            start += len(frames)
+    if not sums:
+        return ReferenceMaps(names, np.zeros((0, 1, 1)), np.zeros((0, 2, 1, 1)), np.zeros((0, 1, 1)), counts)
+    means = {k: v.numpy() / np.maximum(counts, 1).reshape(-1, *[1] * (v.dim() - 1)) for k, v in sums.items()}
+    corner = np.stack([symmetry_average(m, **symmetries) for m in means["corner"]])
+    floor = 1e-3 * corner.mean(axis=(1, 2), keepdims=True) + 1e-12
+    direction, usual = zip(*(usual_direction(vector_symmetry_average(f, **symmetries), symmetry_average(s, **symmetries))
+                             for f, s in zip(means["field"], means["strength"])))
+    return ReferenceMaps(names, np.maximum(corner, floor), np.stack(direction), np.stack(usual), counts)
 
 
-def write_reference(path: str | Path, names: list[str], maps: np.ndarray, counts: np.ndarray, sigma: float,
+def write_reference(path: str | Path, maps: ReferenceMaps, sigma: float, orientation_sigmas: tuple[float, float],
                     bank: tuple[np.ndarray, np.ndarray, float, int, int] | None = None) -> None:
-    """The corner maps and, when given, the patch bank (patches, owners, eps, patch size, stride) of
-    :mod:`cnnpipe.patches`: both are fitted on the whole run."""
+    """The reference maps (made with corner window ``sigma`` and ``orientation_sigmas``) and, when given, the
+    patch bank (patches, owners, eps, patch size, stride) of :mod:`cnnpipe.patches`: all fitted on the whole run."""
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        f.create_dataset("population", data=names, dtype=h5py.string_dtype())
-        f["corner"] = maps.astype(np.float32)
-        f["frames"] = counts.astype(np.int64)
+        f.create_dataset("population", data=maps.names, dtype=h5py.string_dtype())
+        f["corner"] = maps.corner.astype(np.float32)
+        f["direction"] = maps.direction.astype(np.float32)
+        f["usual_misfit"] = maps.usual_misfit.astype(np.float32)
+        f["frames"] = maps.counts.astype(np.int64)
         f.attrs["sigma"] = sigma
+        f.attrs["orientation_sigmas"] = orientation_sigmas
         if bank is not None:
             f["patch_bank"], f["patch_owner"] = bank[0], bank[1]
             f.attrs["patch_eps"], f.attrs["patch_size"], f.attrs["patch_stride"] = bank[2:]
 
 
-def read_reference(path: str | Path) -> tuple[list[str], np.ndarray, float]:
-    """The population names, their reference maps (P, H, W) and the sigma they were made with."""
+def read_reference(path: str | Path) -> tuple[ReferenceMaps, float, tuple[float, float]]:
+    """The reference maps, the corner window and the orientation sigmas they were made with."""
     with h5py.File(path, "r") as f:
-        return list(f["population"].asstr()[:]), f["corner"][:], float(f.attrs["sigma"])
+        maps = ReferenceMaps(list(f["population"].asstr()[:]), f["corner"][:], f["direction"][:],
+                             f["usual_misfit"][:], f["frames"][:])
+        return maps, float(f.attrs["sigma"]), tuple(float(s) for s in f.attrs["orientation_sigmas"])
 
 
 class Reference:
     """The reference maps of ``corner_reference.h5`` on a device, looked up by population."""
 
     def __init__(self, path: str | Path, device: torch.device):
-        names, maps, self.sigma = read_reference(path)
-        self.path, self.index = path, {n: i for i, n in enumerate(names)}
-        self.maps = torch.from_numpy(maps).to(device)
+        maps, self.sigma, self.orientation_sigmas = read_reference(path)
+        self.path, self.index = path, {n: i for i, n in enumerate(maps.names)}
+        self.maps = torch.from_numpy(maps.corner).to(device)
+        self.direction = torch.from_numpy(maps.direction).to(device)
+        self.usual_misfit = torch.from_numpy(maps.usual_misfit).to(device)
         with h5py.File(path, "r") as f:
             self.bank = PatchBank(f, device) if "patch_bank" in f else None
 
@@ -160,3 +165,10 @@ class Reference:
         """Corner response of (N, H, W) frames divided by the reference map of each one's population: the
         ``corner`` score is its maximum, the report shows it as a map."""
         return shi_tomasi(frames.float(), self.sigma) / self.maps[codes]
+
+    def misfit_ratio(self, linear_frames: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Edge misfit (:mod:`cnnpipe.orientation`) of (N, H, W) frames on their raw intensity scale against
+        the usual direction of each one's population, over the usual misfit there: the ``orientation``
+        score is its maximum."""
+        field = orientation_field(linear_frames.float(), *self.orientation_sigmas)
+        return misfit(field, self.direction[codes]) / self.usual_misfit[codes]

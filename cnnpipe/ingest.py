@@ -38,8 +38,9 @@ def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
 
     Returns ``(tiles (m, T, T), {stat: (m,)}, where (m, 3) = (frame_offset, y0, x0) per tile, usable (n,))``:
     the stats are each tile's most extreme pixel by :func:`outlier_peaks` (``sharpness``, ``coldness``),
-    measured on the raw values before normalisation clips them; frames with no finite pixel are left out
-    and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN). The frames, not their
+    measured on the raw values before normalisation clips them, and its frame's ``intensity_scale`` (the
+    spread the frame was divided by: the tile times it is back on the raw scale); frames with no finite
+    pixel are left out and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN). The frames, not their
     overlapping tiles (up to 2.25x the pixels), are scaled, then cut; ``overwrite``: scaled in place in
     ``images`` (ingestion's arrays are its own), so frames of exactly one tile are never copied.
 
@@ -64,9 +65,11 @@ def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
     if factor != 1:
         scaled = upsample(scaled, (height, width))
     tiles = cut_tiles(scaled, ing.tile_size, ing.tile_overlap)[0]
+    stats = {s: v.reshape(-1) for s, v in stats.items()}
+    stats["intensity_scale"] = np.repeat(scale[keep], per).astype(np.float32)
     where = np.stack([np.repeat(keep, per), np.tile(np.repeat(ys, len(xs)), len(keep)),
                       np.tile(xs, len(ys) * len(keep))], axis=1).astype(np.int64)
-    return tiles, {s: v.reshape(-1) for s, v in stats.items()}, where, usable
+    return tiles, stats, where, usable
 
 
 BATCH_PIXELS = 1 << 22  # small frames (FITS HDUs, HDF5 chunks) are ingested in batches of up to this many pixels
@@ -175,7 +178,8 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
             parts += _batch_rows(batch, where, usable, labels, shard, writer.n, per_frame, scale)
             if len(cut):
                 writer.append(frames=cut, **stats, label=labels)
-        writer.close(frames=((size, size), "float32"), label=((), "int64"), **{s: ((), "float32") for s in STATS})
+        writer.close(frames=((size, size), "float32"), label=((), "int64"),
+                     **{s: ((), "float32") for s in (*STATS, "intensity_scale")})
     log.info("shard %d: %d tiles from %d units", shard, writer.n, len(units))
     return _frame(parts)
 

@@ -22,7 +22,7 @@ from .components.batch import ShardBatch
 from .components.features import moments
 from .components.vae import top_mean  # noqa: F401  (re-exported: part of the scoring API)
 from .config import Normalise, Score, parse
-from .corners import Reference
+from .corners import Reference, frame_batches
 from .normalise import unstretch
 from .patches import owner_ids
 from .pixel_outliers import STATS
@@ -78,7 +78,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     """Score every row of one shard (its features and frames files); return ID columns + components +
     latent columns z0..zD (and, ``with_moments``, the tile statistics m0..m7, ``with_cnn_features``, the CNN's
     features f0..fH, ``layout_side`` S, the thumbnails t0..t(S*S-1), that gathered components need; ``stretch``:
-    the ingest normalisation the thumbnails undo).
+    the ingest normalisation the thumbnails and the orientation score undo).
     ``reference``: the corner reference maps of every population; ``comps``: the components to compute
     (default: every per-shard one); ``settings``: the config's ``score`` section (default: the defaults);
     the frames, the reference and the CNN are only read when one of them needs it (``cnn`` may then be None)."""
@@ -98,9 +98,10 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     for b in prefetch(_reads(features_path, frames, settings.batch_size)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         fr = torch.from_numpy(b["frames"]).to(device) if "frames" in b else None
-        sb = ShardBatch(x, valid, {s: b[s] for s in STATS}, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
+        stats = {s: b[s] for s in (*STATS, "intensity_scale") if s in b}
+        sb = ShardBatch(x, valid, stats, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
-                        owners=owners[start:start + len(x)], settings=settings)
+                        owners=owners[start:start + len(x)], settings=settings, stretch=stretch)
         values = batch_components(sb, comps, with_moments, with_cnn_features, layout_side, stretch)
         if not comp:  # filled in place: small arrays kept from every batch would fragment the heap
             comp = {k: np.empty((len(rows), *v.shape[1:]), v.dtype) for k, v in values.items()}
@@ -119,8 +120,9 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
 
 
 def _reads(features_path: str | Path, frames_path: str | Path | None, batch: int) -> Iterator[dict[str, np.ndarray]]:
-    """The shard's batches: features, valid fraction, ingest statistics and (``frames_path``) the tiles."""
-    frames = iter_batches(frames_path, ["frames"], batch) if frames_path is not None else None
+    """The shard's batches: features, valid fraction, ingest statistics and (``frames_path``) the tiles with
+    their frames' intensity scale."""
+    frames = frame_batches(frames_path, batch) if frames_path is not None else None
     for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
         yield {**b, **next(frames)} if frames is not None else b
 

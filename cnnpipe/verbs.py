@@ -127,13 +127,14 @@ def cmd_reference(args) -> None:
     device = select(cfg.device, args.threads)
     a = cfg.augment
     manifest = read_manifest(args.manifest)
-    names, maps, counts = reference_maps(args.frames, manifest, cfg.score.corner_sigma,
-                                         dict(hflip=a.hflip, vflip=a.vflip, rot90=a.rot90), device)
     s = cfg.score
+    sigmas = (s.orientation_sigma, s.orientation_derivative_sigma)
+    maps = reference_maps(args.frames, manifest, s.corner_sigma, dict(hflip=a.hflip, vflip=a.vflip, rot90=a.rot90),
+                          device, orientation_sigmas=sigmas, stretch=cfg.ingest.normalise)
     bank = sample_bank(args.frames, manifest, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device,
                        pool=s.patch_pool)
-    write_reference(args.out, names, maps, counts, s.corner_sigma, (*bank, s.patch_size, s.patch_stride))
-    log.info("corner reference of %d populations (%d frames) -> %s", len(names), counts.sum(), args.out)
+    write_reference(args.out, maps, s.corner_sigma, sigmas, (*bank, s.patch_size, s.patch_stride))
+    log.info("corner reference of %d populations (%d frames) -> %s", len(maps.names), maps.counts.sum(), args.out)
 
 
 def cmd_rank(args) -> None:

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cnnpipe.corners import (Reference, gaussian_blur, read_reference, reference_maps, shi_tomasi,
+from cnnpipe.corners import (Reference, ReferenceMaps, gaussian_blur, read_reference, reference_maps, shi_tomasi,
                              symmetry_average, write_reference)
 from cnnpipe.errors import UserError
 from cnnpipe.demo import _draw, helix, track_event
@@ -92,7 +92,8 @@ def test_symmetry_average_uses_the_orientations_the_models_train_with():
 
 def test_reference_divides_by_each_frames_population_map_and_names_a_missing_one(tmp_path):
     maps = np.stack([np.full((8, 8), 2.0), np.full((8, 8), 0.5)])
-    write_reference(tmp_path / "ref.h5", ["/d/ev.h5:/events", "/d/sky"], maps, np.array([3, 4]), 1.0)
+    write_reference(tmp_path / "ref.h5", ReferenceMaps(["/d/ev.h5:/events", "/d/sky"], maps, np.zeros((2, 2, 8, 8)),
+                                                       np.ones((2, 8, 8)), np.array([3, 4])), 1.0, (1.5, 1.0))
     ref = Reference(tmp_path / "ref.h5", torch.device("cpu"))
     frames = torch.from_numpy(np.random.default_rng(5).random((3, 8, 8)).astype(np.float32))
     codes = ref.codes(["/d/sky", "/d/ev.h5:/events", "/d/sky"])
@@ -125,16 +126,17 @@ def test_reference_is_the_mean_response_of_each_population(tmp_path):
     sources = ["/d/sky/a.fits"] * 3 + ["/d/ev.h5"] * 2
     keys = ["0", "0", "0", "/events", "/events"]
     path, man = _shard(tmp_path, frames, sources, keys)
-    names, maps, counts = reference_maps([path], man, 1.5, dict(hflip=False, vflip=False, rot90=False),
-                                         torch.device("cpu"), batch=2)   # batches straddle the populations
-    assert names == ["/d/ev.h5:/events", "/d/sky"] and counts.tolist() == [2, 3]
+    maps = reference_maps([path], man, 1.5, dict(hflip=False, vflip=False, rot90=False),
+                          torch.device("cpu"), batch=2)   # batches straddle the populations
+    assert maps.names == ["/d/ev.h5:/events", "/d/sky"] and maps.counts.tolist() == [2, 3]
     each = shi_tomasi(torch.from_numpy(frames.astype(np.float32)), 1.5).double().numpy()
-    np.testing.assert_allclose(maps[0], each[3:].mean(0), rtol=1e-5)
-    np.testing.assert_allclose(maps[1], each[:3].mean(0), rtol=1e-5)
-    write_reference(tmp_path / "ref.h5", names, maps, counts, 1.5)
-    back, back_maps, sigma = read_reference(tmp_path / "ref.h5")
-    assert sigma == 1.5 and back == names
-    np.testing.assert_allclose(back_maps, maps, rtol=1e-6)
+    np.testing.assert_allclose(maps.corner[0], each[3:].mean(0), rtol=1e-5)
+    np.testing.assert_allclose(maps.corner[1], each[:3].mean(0), rtol=1e-5)
+    write_reference(tmp_path / "ref.h5", maps, 1.5, (2.0, 0.5))
+    back, sigma, orientation_sigmas = read_reference(tmp_path / "ref.h5")
+    assert sigma == 1.5 and orientation_sigmas == (2.0, 0.5) and back.names == maps.names
+    for got, want in zip(back[1:], maps[1:]):
+        np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
 def test_a_kink_outscores_normal_events_against_their_reference(tmp_path):
@@ -145,7 +147,7 @@ def test_a_kink_outscores_normal_events_against_their_reference(tmp_path):
     normal = np.stack([track_event(64, rng) for _ in range(60)])
     kinks = np.stack([track_event(64, rng, "kink") for _ in range(6)])
     path, man = _shard(tmp_path, normal, ["/d/ev.h5"] * 60, ["/events"] * 60)
-    write_reference(tmp_path / "ref.h5", *reference_maps([path], man, 2.5, ALL, torch.device("cpu")), 2.5)
+    write_reference(tmp_path / "ref.h5", reference_maps([path], man, 2.5, ALL, torch.device("cpu")), 2.5, (1.5, 1.0))
     ref = Reference(tmp_path / "ref.h5", torch.device("cpu"))
     frames = torch.from_numpy(np.concatenate([normal, kinks]))
     scores = ref.ratio(frames, ref.codes(["/d/ev.h5:/events"] * 66)).amax(dim=(1, 2)).numpy()

@@ -56,9 +56,8 @@ def test_a_new_score_component_is_one_module_and_one_row(tmp_path, monkeypatch):
     torch.manual_seed(0)
     vae = build(expected_config(cfg, "vae")).eval()
     cnn = build(dict(expected_config(cfg, "cnn"), n_classes=2)).eval()
-    names, maps, counts = reference_maps([frames], manifest, cfg.score.corner_sigma,
-                                         dict(hflip=True, vflip=True, rot90=True), CPU)
-    write_reference(tmp_path / "ref.h5", names, maps, counts, cfg.score.corner_sigma)
+    maps = reference_maps([frames], manifest, cfg.score.corner_sigma, dict(hflip=True, vflip=True, rot90=True), CPU)
+    write_reference(tmp_path / "ref.h5", maps, cfg.score.corner_sigma, (1.5, 1.0))
     scores = score_shard(features, frames, manifest, 0, vae, cnn, {"mode": "supervised"}, tmp_path / "ref.h5", CPU)
     ranked, z = rank_scores(cfg, [scores], read_labels(None))
     out = {n: tmp_path / f"{n}.csv" for n in ("anomalies", "by_frame", "latent_map")}

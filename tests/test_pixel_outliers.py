@@ -5,7 +5,7 @@ import pytest
 
 from cnnpipe import config
 from cnnpipe.ingest import prepare
-from cnnpipe.pixel_outliers import median8, outlier_maps
+from cnnpipe.pixel_outliers import STATS, median8, outlier_maps
 
 
 def sharpness_map(images):
@@ -111,7 +111,8 @@ def test_ingest_keeps_the_hit_that_normalisation_clips():
     off = config.parse({"ingest": {"tile_size": 32, "tile_overlap": 0, "pixel_outliers": False}})
     tiles_off, stats_off, _, _ = prepare(img[None], off)
     np.testing.assert_array_equal(tiles_off, tiles)
-    assert all((v == 0).all() for v in stats_off.values())
+    assert all((stats_off[s] == 0).all() for s in STATS)
+    np.testing.assert_array_equal(stats_off["intensity_scale"], stats["intensity_scale"])
 
 
 def test_dead_column_is_cold_and_sky_is_not():

@@ -69,6 +69,10 @@ REGISTRY: list[Component] = [
     Component("corner", "strongest corner against the usual corner strength at that pixel in the population "
               "(kinked tracks, displaced vertices)", 1.0, ("frames", "reference"),
               "cnnpipe.components.shape:corner"),
+    Component("orientation", "strongest edge running across the usual direction of the edges at that pixel in "
+              "the population, over the usual misfit there, on the frame's raw intensity scale (tracks that "
+              "do not point back to the vertex: decays in flight, kinks, delta rays; cnnpipe/orientation.py)", 0.5,
+              ("frames", "reference"), "cnnpipe.components.shape:orientation"),
     Component("line", "brightest thin straight line across the frame, less each pixel's local background "
               "(score.line_local), in units of the pixel noise clipped at score.line_clip, less what the "
               "parallel lines score.line_background pixels away hold (the Radon "

@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..config import Score, parse
+from ..config import Normalise, Score, parse
+from ..orientation import linear
 
 
 @dataclass
@@ -14,9 +15,10 @@ class ShardBatch:
     """A batch of tiles of one shard and the fitted things components are measured against.
 
     ``x`` (N, C, H, W) feature maps (intensity, Sobel magnitude...), ``valid`` (N, H, W) the unmasked
-    fraction of each pixel, ``stats`` per-tile measurements made at ingestion (``sharpness``, ``coldness``),
-    ``frames`` (N, T, T) the ingested tiles and ``codes`` each tile's row in the corner ``reference``
-    (None when no active component needs them). The VAE's forward pass is run once, on first use.
+    fraction of each pixel, ``stats`` per-tile measurements made at ingestion (``sharpness``, ``coldness``;
+    with the frames, ``intensity_scale``), ``frames`` (N, T, T) the ingested tiles, normalised by
+    ``stretch``, and ``codes`` each tile's row in the corner ``reference`` (None when no active component
+    needs them). The VAE's forward pass is run once, on first use.
     """
     x: torch.Tensor
     valid: torch.Tensor
@@ -29,12 +31,18 @@ class ShardBatch:
     codes: torch.Tensor | None = None
     owners: torch.Tensor | None = None   # each tile's id across the run (cnnpipe.patches.owner_ids)
     settings: Score = field(default_factory=lambda: parse({}).score)   # score.* of the config
+    stretch: Normalise | None = None     # ingest.normalise: how the frames were normalised
     _latent: tuple | None = None
     _vae_out: tuple | None = None
 
     @property
     def mask(self) -> torch.Tensor:
         return self.valid >= 0.5
+
+    def linear_frames(self) -> torch.Tensor:
+        """The tiles on their frame's raw intensity scale (:func:`cnnpipe.orientation.linear`)."""
+        scale = torch.as_tensor(self.stats["intensity_scale"], device=self.frames.device)
+        return linear(self.frames.float(), scale, self.stretch)
 
     def latent(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` of the VAE's encoder on ``x``, computed once per batch: scoring without a

@@ -1,4 +1,4 @@
-"""Shape components: an unusual corner (against the population's corner reference), a straight line."""
+"""Shape components: an unusual corner or edge direction (against the population's reference), a straight line."""
 from __future__ import annotations
 
 import torch
@@ -9,6 +9,10 @@ from .batch import ShardBatch
 
 def corner(b: ShardBatch) -> torch.Tensor:
     return b.reference.ratio(b.frames, b.codes).amax(dim=(1, 2))
+
+
+def orientation(b: ShardBatch) -> torch.Tensor:
+    return b.reference.misfit_ratio(b.linear_frames(), b.codes).amax(dim=(1, 2))
 
 
 def patch_knn(b: ShardBatch) -> torch.Tensor:
