@@ -112,7 +112,8 @@ def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma
     means = {k: v.numpy() / np.maximum(counts, 1).reshape(-1, *[1] * (v.dim() - 1)) for k, v in sums.items()}
     corner = np.stack([symmetry_average(m, **symmetries) for m in means["corner"]])
     floor = 1e-3 * corner.mean(axis=(1, 2), keepdims=True) + 1e-12
-    direction, usual = zip(*(usual_direction(vector_symmetry_average(f, **symmetries), symmetry_average(s, **symmetries))
+    direction, usual = zip(*(usual_direction(vector_symmetry_average(f, **symmetries),
+                                             symmetry_average(s, **symmetries))
                              for f, s in zip(means["field"], means["strength"])))
     return ReferenceMaps(names, np.maximum(corner, floor), np.stack(direction), np.stack(usual), counts)
 

@@ -51,13 +51,13 @@ def robust_range(a: np.ndarray, lo: float = 0.5, hi: float = 99.5) -> tuple[floa
 
 
 def gallery_images(inp: np.ndarray, sobel: np.ndarray, recon: np.ndarray, residual: np.ndarray,
-                   corner: np.ndarray) -> dict:
-    """The five thumbnails of one anomaly as data URIs.
+                   corner: np.ndarray, orientation: np.ndarray) -> dict:
+    """The six thumbnails of one anomaly as data URIs.
 
     Input and reconstruction share the input's grey scale (so they compare by eye); the Sobel magnitude
     uses magma from 0; the residual a diverging map symmetric about 0; the corner map (response over the
-    population's usual response) viridis from 0 to its maximum, so its brightest spot is the corner that
-    made the ``corner`` score.
+    population's usual response) and the orientation map (edge misfit over the usual misfit) viridis from 0
+    to their maximum, so their brightest spots are what made the ``corner`` and ``orientation`` scores.
     """
     vmin, vmax = robust_range(inp)
     _, smax = robust_range(sobel, 0.0, 99.5)
@@ -70,7 +70,8 @@ def gallery_images(inp: np.ndarray, sobel: np.ndarray, recon: np.ndarray, residu
         "sobel": data_uri(png_bytes(colourise(sobel, "magma", 0.0, max(smax, 1e-12)))),
         "recon": data_uri(png_bytes(colourise(recon, "gray", vmin, vmax))),
         "residual": data_uri(png_bytes(colourise(residual, "RdBu_r", -rmax, rmax))),
-        "corner": data_uri(png_bytes(colourise(corner, "viridis", 0.0, max(float(np.nanmax(corner)), 1e-12)))),
+        **{name: data_uri(png_bytes(colourise(m, "viridis", 0.0, max(float(np.nanmax(m)), 1e-12))))
+           for name, m in (("corner", corner), ("orientation", orientation))},
     }
 
 

@@ -1,5 +1,5 @@
-"""The report's gallery arrays: for the top-K tiles, the input, Sobel map, VAE reconstruction, residual and
-corner response, read from the frames and features shards the rank rule declares."""
+"""The report's gallery arrays: for the top-K tiles, the input, Sobel map, VAE reconstruction, residual,
+corner response and edge misfit, read from the frames and features shards the rank rule declares."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,8 +10,10 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path
+from .config import Normalise
 from .corners import Reference
 from .errors import UserError
+from .orientation import linear
 from .population import population
 from .shards import shard_number
 
@@ -37,21 +39,28 @@ def _rows(paths: dict[int, str | Path], top: pd.DataFrame, names: list[str], wha
 
 @torch.no_grad()
 def gallery(ranked: pd.DataFrame, frames: list[str | Path], features: list[str | Path], vae,
-            reference: str | Path, device: torch.device, top_k: int, out: str | Path) -> None:
-    """Arrays for the report's top-K: input tile, Sobel map, VAE reconstruction, residual and the corner
-    response over its population's reference (where a kink or an odd vertex is)."""
+            reference: str | Path, device: torch.device, top_k: int, out: str | Path,
+            stretch: Normalise | None = None) -> None:
+    """Arrays for the report's top-K: input tile, Sobel map, VAE reconstruction, residual, and the corner
+    response and the edge misfit over their population's usual values (where a kink, an odd vertex or a
+    track from elsewhere is); ``stretch``: the ingest normalisation, undone for the misfit."""
     top = ranked.head(top_k)
-    inputs = _rows(_by_shard(frames, "frames"), top, ["frames"], "frames")["frames"]
+    tiles = _rows(_by_shard(frames, "frames"), top, ["frames", "intensity_scale"], "frames")
+    inputs = tiles["frames"]
     feats = _rows(_by_shard(features, "features"), top, ["features", "valid"], "features")
     x = torch.from_numpy(feats["features"]).to(device)
     recon = vae(x)[0][:, 0].float().cpu().numpy()
     intensity = x[:, 0].cpu().numpy()
     masked = feats["valid"] < 0.5
     ref = Reference(reference, device)
-    corner = ref.ratio(torch.from_numpy(inputs).to(device), ref.codes(population(top)))
+    codes = ref.codes(population(top))
+    corner = ref.ratio(torch.from_numpy(inputs).to(device), codes)
+    lin = linear(torch.from_numpy(inputs).to(device), torch.from_numpy(tiles["intensity_scale"]).to(device), stretch)
+    misfit = ref.misfit_ratio(lin, codes)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f["input"] = inputs
         f["corner"] = corner.cpu().numpy()
+        f["orientation"] = misfit.cpu().numpy()
         f["sobel"] = x[:, 1].cpu().numpy()
         f["recon"] = recon
         f["residual"] = np.where(masked, np.nan, intensity - recon)

@@ -40,9 +40,10 @@ def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
     the stats are each tile's most extreme pixel by :func:`outlier_peaks` (``sharpness``, ``coldness``),
     measured on the raw values before normalisation clips them, and its frame's ``intensity_scale`` (the
     spread the frame was divided by: the tile times it is back on the raw scale); frames with no finite
-    pixel are left out and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN). The frames, not their
-    overlapping tiles (up to 2.25x the pixels), are scaled, then cut; ``overwrite``: scaled in place in
-    ``images`` (ingestion's arrays are its own), so frames of exactly one tile are never copied.
+    pixel are left out and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN).
+    The frames, not their overlapping tiles (up to 2.25x the pixels), are scaled, then cut; ``overwrite``:
+    scaled in place in ``images`` (ingestion's arrays are its own), so frames of exactly one tile are never
+    copied.
 
     Frames smaller than the tile (``ingest.small_frames: upsample``) are resampled up after scaling
     (:func:`cnnpipe.tiling.upsample`) and then cut; ``where`` and the stats stay in original frame pixels:

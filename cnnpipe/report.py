@@ -85,7 +85,7 @@ def read_gallery(path: Path | None) -> dict[str, np.ndarray] | None:
         return None
     with h5py.File(path, "r") as f:
         out = {}
-        for name in ("input", "sobel", "recon", "residual", "corner", "index", "rank"):
+        for name in ("input", "sobel", "recon", "residual", "corner", "orientation", "index", "rank"):
             out[name] = f[name][()]
         for name in ("source", "key"):
             out[name] = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in f[name][()]],
@@ -198,7 +198,7 @@ def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, 
                       "label": "" if pd.isna(label) else str(label), "components": comp_rows,
                       "header": parse_header(m.header) if m is not None else {}, "where": where,
                       "images": gallery_images(gal["input"][g], gal["sobel"][g], gal["recon"][g],
-                                               gal["residual"][g], gal["corner"][g])})
+                                               gal["residual"][g], gal["corner"][g], gal["orientation"][g])})
     return cards
 
 

@@ -156,7 +156,8 @@ def cmd_rank(args) -> None:
     write_rank_outputs(ranked, z, args.anomalies, args.by_frame, args.latent_map)
     device = select(cfg.device, args.threads)
     vae, _ = load_model(args.vae, device, expected=_expected(cfg, "vae"))
-    gallery(ranked, args.frames, args.features, vae, args.reference, device, cfg.report.top_k, args.gallery)
+    gallery(ranked, args.frames, args.features, vae, args.reference, device, cfg.report.top_k, args.gallery,
+            cfg.ingest.normalise)
     log.info("ranked %d frames (%d human labels) -> %s", len(ranked), len(labels), args.anomalies)
     for r in ranked.head(5).itertuples():
         log.info("  #%d  score %.3f  %s [%s] %s", r.rank, r.score, r.source, r.key, r.index)

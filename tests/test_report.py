@@ -64,6 +64,7 @@ def make_results(root: Path, n: int = N, k: int = K, metrics: bool = True) -> Pa
         for name in ("sobel", "recon", "residual"):
             f[name] = rng.standard_normal((k, 32, 32)).astype(np.float32)
         f["corner"] = rng.random((k, 64, 64)).astype(np.float32)
+        f["orientation"] = rng.random((k, 64, 64)).astype(np.float32)
         s = h5py.string_dtype("utf-8")
         f.create_dataset("source", data=sources[:k], dtype=s)
         f.create_dataset("key", data=keys[:k], dtype=s)
@@ -138,7 +139,8 @@ def test_header_and_file_text_is_escaped(built):
 def test_self_contained_images_are_data_uris(built):
     _, _, html = built
     srcs = re.findall(r'<img[^>]*\ssrc="([^"]*)"', html)
-    assert len(srcs) == 5 * K + 1  # five thumbnails per card (input, Sobel, recon, residual, corner) + curves
+    # six thumbnails per card (input, Sobel, recon, residual, corner, orientation) + curves
+    assert len(srcs) == 6 * K + 1
     for s in srcs:
         decode_png(s)
     assert not re.search(r'(src|href)="(https?:)?//', html)
@@ -322,7 +324,8 @@ def test_report_in_chromium(built, tmp_path):
             assert len(_ranks(page)) == CAP
 
             widths = page.eval_on_selector_all(".card img", "imgs => imgs.map(i => i.complete && i.naturalWidth)")
-            assert len(widths) == 5 * K and all(w in (64, 32) for w in widths)   # input, Sobel, recon, residual, corner
+            # input, Sobel, recon, residual, corner, orientation
+            assert len(widths) == 6 * K and all(w in (64, 32) for w in widths)
             assert page.eval_on_selector("img.fig", "i => i.naturalWidth") > 200
 
             # the hostile header is shown as text, nothing ran
