@@ -25,7 +25,8 @@ from .augment import apply, dihedral
 from .config import Augment, Normalise
 from .errors import UserError
 from .filters import fill_masked, gaussian_blur, sobel
-from .orientation import linear, misfit, orientation_field, usual_direction, vector_symmetry_average
+from .orientation import (linear, misfit, orientation_field, strength, usual_direction,
+                          vector_symmetry_average)
 from .patches import PatchBank
 from .population import population
 from .shards import iter_batches, shard_number
@@ -100,7 +101,7 @@ def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma
             frames = torch.from_numpy(b["frames"]).to(device).float()
             field = orientation_field(linear(frames, torch.from_numpy(b["intensity_scale"]).to(device), stretch),
                                       *orientation_sigmas)
-            maps = {"corner": shi_tomasi(frames, sigma), "field": field, "strength": field.norm(dim=1)}
+            maps = {"corner": shi_tomasi(frames, sigma), "field": field, "strength": strength(field)}
             idx = torch.from_numpy(pops[start:start + len(frames)])
             for k, v in maps.items():
                 v = v.cpu().double()
