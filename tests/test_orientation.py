@@ -11,7 +11,7 @@ from cnnpipe.config import parse
 from cnnpipe.corners import Reference, frame_batches, reference_maps, write_reference
 from cnnpipe.demo import track_event
 from cnnpipe.ingest import prepare
-from cnnpipe.orientation import (linear, misfit, orientation_field, usual_direction,
+from cnnpipe.orientation import (linear, misfit, orientation_field, strength, usual_direction,
                                  vector_symmetry_average)
 
 ALL = dict(hflip=True, vflip=True, rot90=True)
@@ -61,6 +61,8 @@ def test_misfit_is_zero_along_the_usual_direction_and_the_whole_strength_across_
     # half the frames one way, half across: no usual direction, every edge misfits by half its strength
     direction, usual = usual_direction(np.zeros((2, 1, 1)), np.array([[5.0]]))
     assert np.all(direction == 0) and usual[0, 0] == 2.5
+    field = orientation_field(torch.rand(3, 16, 16, dtype=torch.float64), 1.5, 1.0)
+    np.testing.assert_allclose(strength(field).numpy(), field.norm(dim=1).numpy(), rtol=1e-12)
 
 
 def test_tiles_go_back_on_their_frames_raw_scale():
