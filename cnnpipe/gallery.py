@@ -45,8 +45,11 @@ def gallery(ranked: pd.DataFrame, frames: list[str | Path], features: list[str |
     response and the edge misfit over their population's usual values (where a kink, an odd vertex or a
     track from elsewhere is); ``stretch``: the ingest normalisation, undone for the misfit."""
     top = ranked.head(top_k)
-    tiles = _rows(_by_shard(frames, "frames"), top, ["frames", "intensity_scale"], "frames")
+    with h5py.File(frames[0]) as f:   # (a shard ingested before it stored the frames' scale: 1)
+        names = ["frames", "intensity_scale"] if "intensity_scale" in f else ["frames"]
+    tiles = _rows(_by_shard(frames, "frames"), top, names, "frames")
     inputs = tiles["frames"]
+    scale = tiles.get("intensity_scale", np.ones(len(inputs), np.float32))
     feats = _rows(_by_shard(features, "features"), top, ["features", "valid"], "features")
     x = torch.from_numpy(feats["features"]).to(device)
     recon = vae(x)[0][:, 0].float().cpu().numpy()
@@ -55,7 +58,7 @@ def gallery(ranked: pd.DataFrame, frames: list[str | Path], features: list[str |
     ref = Reference(reference, device)
     codes = ref.codes(population(top))
     corner = ref.ratio(torch.from_numpy(inputs).to(device), codes)
-    lin = linear(torch.from_numpy(inputs).to(device), torch.from_numpy(tiles["intensity_scale"]).to(device), stretch)
+    lin = linear(torch.from_numpy(inputs).to(device), torch.from_numpy(scale).to(device), stretch)
     misfit = ref.misfit_ratio(lin, codes)
     with atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
         f["input"] = inputs
