@@ -68,13 +68,24 @@ class ReferenceMaps(NamedTuple):
     counts: np.ndarray
 
 
-def frame_batches(path: str | Path, batch: int) -> Iterator[dict[str, np.ndarray]]:
-    """Batches of a frames shard: the tiles and each one's frame ``intensity_scale`` (1 in a shard written
-    before ingestion stored it)."""
+def frame_columns(path: str | Path) -> list[str]:
+    """What to read of a frames shard: the tiles and, where ingestion stored it, each one's frame
+    ``intensity_scale`` (a shard written before it did lacks it: :func:`with_scale` gives it 1)."""
     with h5py.File(path, "r") as f:
-        has_scale = "intensity_scale" in f
-    for b in iter_batches(path, ["frames", "intensity_scale"] if has_scale else ["frames"], batch):
-        yield b if has_scale else {**b, "intensity_scale": np.ones(len(b["frames"]), np.float32)}
+        return [n for n in ("frames", "intensity_scale") if n in f]
+
+
+def with_scale(tiles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``tiles`` read by :func:`frame_columns`, with an ``intensity_scale`` of 1 where the shard had none."""
+    if "intensity_scale" in tiles:
+        return tiles
+    return {**tiles, "intensity_scale": np.ones(len(tiles["frames"]), np.float32)}
+
+
+def frame_batches(path: str | Path, batch: int) -> Iterator[dict[str, np.ndarray]]:
+    """Batches of a frames shard: the tiles and each one's frame ``intensity_scale``."""
+    for b in iter_batches(path, frame_columns(path), batch):
+        yield with_scale(b)
 
 
 def reference_maps(frames_paths: list[str | Path], manifest: pd.DataFrame, sigma: float,

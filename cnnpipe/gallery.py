@@ -11,7 +11,7 @@ import torch
 
 from .atomic import atomic_path
 from .config import Normalise
-from .corners import Reference
+from .corners import Reference, frame_columns, with_scale
 from .errors import UserError
 from .orientation import linear
 from .population import population
@@ -45,11 +45,8 @@ def gallery(ranked: pd.DataFrame, frames: list[str | Path], features: list[str |
     response and the edge misfit over their population's usual values (where a kink, an odd vertex or a
     track from elsewhere is); ``stretch``: the ingest normalisation, undone for the misfit."""
     top = ranked.head(top_k)
-    with h5py.File(frames[0]) as f:   # (a shard ingested before it stored the frames' scale: 1)
-        names = ["frames", "intensity_scale"] if "intensity_scale" in f else ["frames"]
-    tiles = _rows(_by_shard(frames, "frames"), top, names, "frames")
-    inputs = tiles["frames"]
-    scale = tiles.get("intensity_scale", np.ones(len(inputs), np.float32))
+    tiles = with_scale(_rows(_by_shard(frames, "frames"), top, frame_columns(frames[0]), "frames"))
+    inputs, scale = tiles["frames"], tiles["intensity_scale"]
     feats = _rows(_by_shard(features, "features"), top, ["features", "valid"], "features")
     x = torch.from_numpy(feats["features"]).to(device)
     recon = vae(x)[0][:, 0].float().cpu().numpy()
