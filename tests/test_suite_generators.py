@@ -173,6 +173,15 @@ def test_helix_tracks_start_at_the_vertex_and_anomalies_add_structure():
         assert np.median(charge[_of(truth, cls).frame]) > np.median(charge[truth.cls == "normal"])
 
 
+def test_anomalies_placed_along_a_track_lie_inside_the_frame():
+    """A kink, delta ray or shower outside the frame would be labelled anomalous with nothing to see."""
+    for module, classes in ((tracks_helix, ("kink", "delta_ray", "shower")), (tracks_strips, ("kink",))):
+        _, truth = module.generate(300, 0.3, seed=5)
+        points = [json.loads(d).get("at", json.loads(d).get("start")) for d in truth.detail[truth.cls.isin(classes)]]
+        assert len(points) >= 3 * len(classes)
+        assert np.all((np.array(points) >= 0) & (np.array(points) <= module.SIZE - 1)), module.__name__
+
+
 def test_files_round_trip_and_truth_ids(tmp_path):
     frames, truth = tracks_strips.generate(20, 0.2, seed=1)
     t_h5 = write_hdf5(tmp_path, "data/events.h5", frames, truth)

@@ -7,7 +7,7 @@ right neighbour, pedestal noise, a fixed set of dead channels (``DEAD_COLUMNS``,
 normal data), zero suppression below ``THRESHOLD`` and an ADC of ``ADC_STEP``.
 
 Anomaly classes:
-- ``kink``: a large-angle scatter (20-50 degrees) at 30-70% of the track.
+- ``kink``: a large-angle scatter (20-50 degrees) at 30-70% of the track's path inside the frame.
 - ``stub``: a stopping particle: a 6-15 channel track starting and ending inside, its charge rising
   towards the end (Bragg peak).
 - ``two_prong``: a decay: two tracks from one point inside the detector, opening angle 15-50 degrees.
@@ -53,6 +53,15 @@ def _zenith(rng: np.random.Generator) -> float:
             return float(t)
 
 
+def _inside_length(y0: float, x0: float, t: float, size: int) -> float:
+    """Path length from (y0, x0) at angle ``t`` from the vertical until the track leaves the frame (bottom
+    or side): a kink is placed on this part of its track, or it could fall outside the detector."""
+    exits = [(size - 1 - y0) / max(np.cos(t), 1e-9)]
+    if abs(np.sin(t)) > 1e-9:
+        exits.append(((size - 1 - x0) if np.sin(t) > 0 else x0) / abs(np.sin(t)))
+    return float(min(exits))
+
+
 def _through(size: int, rng: np.random.Generator) -> tuple[float, float, float, float, float]:
     """A track from the top edge downwards: (y0, x0, y1, x1, angle), extended past the frame."""
     t, x0 = _zenith(rng), rng.uniform(0, size)
@@ -78,7 +87,7 @@ def event(rng: np.random.Generator, cls: str, size: int = SIZE) -> tuple[np.ndar
     detail: dict = {"tracks": n} if cls == "pileup" else {}
     if cls == "kink":
         y0, x0, y1, x1, t = tracks.pop(0)
-        f = rng.uniform(0.3, 0.7) * size / max(np.cos(t), 0.5)
+        f = rng.uniform(0.3, 0.7) * _inside_length(y0, x0, t, size)
         ky, kx = y0 + f * np.cos(t), x0 + f * np.sin(t)
         t2 = t + np.deg2rad(rng.uniform(20, 50)) * rng.choice([-1, 1])
         segment(img, y0, x0, ky, kx, rng)
