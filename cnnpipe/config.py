@@ -190,6 +190,10 @@ class Score:
     layout_side: int
     layout_alignment: float
     occupancy_sigma: float
+    diffuse_sigmas: list[float]
+    diffuse_clip: float
+    diffuse_grow: float
+    diffuse_threshold: float
     top_fraction: float
     batch_size: int
     min_population: int

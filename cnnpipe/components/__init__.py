@@ -66,6 +66,10 @@ REGISTRY: list[Component] = [
               "field); used only where layout_knn is not (the frames are not aligned): an aligned frame's "
               "thumbnail already holds its amount of signal", 1.0, ("frames", "unaligned"),
               "cnnpipe.components.features:occupancy"),
+    Component("diffuse", "largest area of faint light between the sources, band-passed and in noise units "
+              "(score.diffuse_*: optical ghosts, scattered light, fringing; cnnpipe/diffuse.py), on the frame's "
+              "raw intensity scale; used only where layout_knn is not", 0.5, ("frames", "unaligned"),
+              "cnnpipe.components.features:diffuse"),
     Component("corner", "strongest corner against the usual corner strength at that pixel in the population "
               "(kinked tracks, displaced vertices)", 1.0, ("frames", "reference"),
               "cnnpipe.components.shape:corner"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..pixel_outliers import NOISE_SAMPLE
+from ..diffuse import diffuse_area, level_noise
 from .batch import ShardBatch
 from .vae import top_mean
 
@@ -41,14 +41,16 @@ def occupancy(b: ShardBatch) -> torch.Tensor:
     units (1.4826 x the median absolute deviation; masked pixels left out): how much signal the frame
     holds, a detector's occupancy (a pile-up, a shower) or a field's crowding.
 
-    The median and the MAD are taken from a regular sample of ``NOISE_SAMPLE`` pixels, as at ingest (1024 of
-    a 64x64 tile: within a few percent): on all pixels the two medians cost as much as the VAE's forward
-    pass."""
+    The median and the MAD are those of :func:`cnnpipe.diffuse.level_noise`, from a sample of the pixels."""
     f = b.frames.float().flatten(1)
     masked = bool(torch.isnan(f).any())
-    median = torch.nanmedian if masked else torch.median
-    sample = f[:, ::max(1, f.shape[1] // NOISE_SAMPLE)].contiguous()
-    med = median(sample, dim=1, keepdim=True).values
-    noise = 1.4826 * median((sample - med).abs(), dim=1, keepdim=True).values
+    level, noise = level_noise(b.frames)
+    med, noise = level.flatten(1), noise.flatten(1)
     above = (f > med + b.settings.occupancy_sigma * noise.clamp_min(1e-12)).float().sum(dim=1)  # NaN: False
     return above / (torch.isfinite(f).float().sum(dim=1).clamp_min(1.0) if masked else f.shape[1])
+
+
+def diffuse(b: ShardBatch) -> np.ndarray:
+    s = b.settings
+    return diffuse_area(b.linear_frames(), tuple(s.diffuse_sigmas), s.diffuse_clip, s.diffuse_grow,
+                        s.diffuse_threshold)

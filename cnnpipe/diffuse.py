@@ -1,0 +1,73 @@
+"""Faint extended light that belongs to no source: optical ghosts, scattered light, fringing.
+
+An out-of-focus reflection of a bright star puts 1-3 noise units into every pixel of a ring many pixels
+wide; no pixel stands out, so every max-over-pixels score misses it. Summed over its area it is bright.
+The ``diffuse`` score looks for such light between the sources:
+
+1. each tile in units of its noise (median and 1.4826 x MAD), pixels above ``clip`` units (stars, tracks)
+   masked, the mask grown by a Gaussian of ``grow`` pixels to cover their wings;
+2. the rest band-passed (a masked Gaussian average at ``sigmas[0]`` less one at ``sigmas[1]``, each divided
+   by the average of the mask, so the holes do not pull it down): structure on the scale of a ghost's
+   ring stays, the noise averages out and a smooth gradient across the tile is taken off;
+3. in units of the band-passed noise, the area (pixels) of the largest 4-connected region above
+   ``threshold``: a ghost is one large region; noise, and what is left of the stars' wings, many small ones.
+
+Chosen on the dev sky sets (ghost rings, README): max over pixels of the band-passed map, its variance
+and the area at thresholds 1-2 were compared; the area at 1.5 separated ghosts best.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from scipy import ndimage
+
+from .filters import fill_masked, gaussian_blur
+from .pixel_outliers import NOISE_SAMPLE
+
+
+def level_noise(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median and robust noise (1.4826 x MAD) of each tile of a (N, H, W) batch, (N, 1, 1) each, from a
+    regular sample of ~``NOISE_SAMPLE`` pixels (NaN left out): on every pixel the two medians cost as much
+    as the VAE's forward pass."""
+    f = frames.float().flatten(1)
+    median = torch.nanmedian if bool(torch.isnan(f).any()) else torch.median
+    sample = f[:, ::max(1, f.shape[1] // NOISE_SAMPLE)].contiguous()
+    level = median(sample, dim=1, keepdim=True).values
+    noise = 1.4826 * median((sample - level).abs(), dim=1, keepdim=True).values
+    return level[:, :, None], noise[:, :, None]
+
+
+def background_excess(frames: torch.Tensor, sigmas: tuple[float, float], clip: float, grow: float) -> torch.Tensor:
+    """Band-passed light between the sources of a (N, H, W) batch, in units of the band-passed noise
+    (steps 1 and 2 of the module docstring); 0 where sources or masked pixels cover most of the window."""
+    frames, nan = fill_masked(frames.float())
+    level, noise = level_noise(frames)
+    z = (frames - level) / noise.clamp_min(1e-12)
+    source = (z > clip).float()
+    if grow > 0:
+        source = (gaussian_blur(source, grow) > 0.05).float()
+    keep = (1.0 - source).masked_fill(nan, 0.0)
+    kept = z * keep
+    small, large = sigmas
+    cover = gaussian_blur(keep, small)
+    band = gaussian_blur(kept, small) / cover.clamp_min(1e-3)
+    if large > 0:
+        band = band - gaussian_blur(kept, large) / gaussian_blur(keep, large).clamp_min(1e-3)
+    # a Gaussian average of white noise over sigma pixels has 1 / (2 sqrt(pi) sigma) of its spread
+    return band * (2 * np.sqrt(np.pi) * small) * (cover > 0.5)
+
+
+def largest_region(excess: torch.Tensor, threshold: float) -> np.ndarray:
+    """Pixels in the largest 4-connected region of each map of a (N, H, W) batch above ``threshold``."""
+    out = np.zeros(len(excess))
+    for i, above in enumerate((excess > threshold).cpu().numpy()):
+        labels, n = ndimage.label(above)
+        if n:
+            out[i] = np.bincount(labels.ravel())[1:].max()
+    return out
+
+
+def diffuse_area(frames: torch.Tensor, sigmas: tuple[float, float], clip: float, grow: float,
+                 threshold: float) -> np.ndarray:
+    """The ``diffuse`` score of each tile of a (N, H, W) batch on its raw intensity scale."""
+    return largest_region(background_excess(frames, sigmas, clip, grow), threshold)
