@@ -34,4 +34,8 @@ def problems(data: dict) -> list[str]:
         out.append(f"config error: a {ing['tile_size']}-pixel tile pooled {pre['pool_levels']} times is {side} "
                    f"pixels, but train/vae/channels has {len(vae['channels'])} stride-2 layers that need at least "
                    f"{need}: lower preprocess/pool_levels, shorten train/vae/channels or raise ingest/tile_size")
+    small, large = data["score"]["diffuse_sigmas"]
+    if small <= 0 or 0 < large <= small:
+        out.append(f"config error: score/diffuse_sigmas ({small}, {large}) must be a width above 0, then 0 (no "
+                   f"band-pass) or a larger width: the diffuse score subtracts the second average from the first")
     return out

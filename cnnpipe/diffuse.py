@@ -4,8 +4,9 @@ An out-of-focus reflection of a bright star puts 1-3 noise units into every pixe
 wide; no pixel stands out, so every max-over-pixels score misses it. Summed over its area it is bright.
 The ``diffuse`` score looks for such light between the sources:
 
-1. each tile in units of its noise (median and 1.4826 x MAD), pixels above ``clip`` units (stars, tracks)
-   masked, the mask grown by a Gaussian of ``grow`` pixels to cover their wings;
+1. each tile in units of its noise (median and 1.4826 x MAD), pixels more than ``clip`` units above it
+   (stars, tracks) or below it (dead columns) masked, the mask grown by a Gaussian of ``grow`` pixels to
+   cover their wings;
 2. the rest band-passed (a masked Gaussian average at ``sigmas[0]`` less one at ``sigmas[1]``, each divided
    by the average of the mask, so the holes do not pull it down): structure on the scale of a ghost's
    ring stays, the noise averages out and a smooth gradient across the tile is taken off;
@@ -37,13 +38,27 @@ def level_noise(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return level[:, :, None], noise[:, :, None]
 
 
+def band_noise(small: float, large: float) -> float:
+    """Spread of unit white noise after the band-pass: a Gaussian average over ``small`` pixels less one over
+    ``large`` (0: none), ``sqrt(1 / (4 pi s^2) + 1 / (4 pi l^2) - 1 / (pi (s^2 + l^2)))``."""
+    var = 1 / (4 * np.pi * small ** 2)
+    if large > 0:
+        var += 1 / (4 * np.pi * large ** 2) - 1 / (np.pi * (small ** 2 + large ** 2))
+    return float(np.sqrt(var))
+
+
 def background_excess(frames: torch.Tensor, sigmas: tuple[float, float], clip: float, grow: float) -> torch.Tensor:
     """Band-passed light between the sources of a (N, H, W) batch, in units of the band-passed noise
-    (steps 1 and 2 of the module docstring); 0 where sources or masked pixels cover most of the window."""
-    frames, nan = fill_masked(frames.float())
+    (steps 1 and 2 of the module docstring); 0 where sources or masked pixels cover most of the window.
+    The level and noise come from the unmasked pixels; a tile whose MAD is 0 (quantised, mostly constant)
+    falls back to its standard deviation."""
+    frames = frames.float()
     level, noise = level_noise(frames)
-    z = (frames - level) / noise.clamp_min(1e-12)
-    source = (z > clip).float()
+    spread = torch.nan_to_num(frames.flatten(1), nan=0.0).std(dim=1)[:, None, None]
+    noise = torch.where(noise > 0, noise, spread).nan_to_num(0.0).clamp_min(1e-12)
+    frames, nan = fill_masked(frames)
+    z = (frames - level.nan_to_num(0.0)) / noise
+    source = (z.abs() > clip).float()       # stars and tracks, and dead columns and cold pixels
     if grow > 0:
         source = (gaussian_blur(source, grow) > 0.05).float()
     keep = (1.0 - source).masked_fill(nan, 0.0)
@@ -53,8 +68,7 @@ def background_excess(frames: torch.Tensor, sigmas: tuple[float, float], clip: f
     band = gaussian_blur(kept, small) / cover.clamp_min(1e-3)
     if large > 0:
         band = band - gaussian_blur(kept, large) / gaussian_blur(keep, large).clamp_min(1e-3)
-    # a Gaussian average of white noise over sigma pixels has 1 / (2 sqrt(pi) sigma) of its spread
-    return band * (2 * np.sqrt(np.pi) * small) * (cover > 0.5)
+    return band / band_noise(small, large) * (cover > 0.5)
 
 
 def largest_region(excess: torch.Tensor, threshold: float) -> np.ndarray:

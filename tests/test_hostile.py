@@ -200,6 +200,8 @@ def test_config_refuses_silent_mistakes():
         "pooling": ({"ingest": {"tile_size": 16, "tile_overlap": 4}, "preprocess": {"pool_levels": 2}},
                     "train/vae/channels has 3 stride-2 layers"),
         "shards": ({"ingest": {"n_shards": 100000}}, "maximum of 1024"),
+        "diffuse width 0": ({"score": {"diffuse_sigmas": [0, 8]}}, "score/diffuse_sigmas (0, 8) must be a width above 0"),
+        "diffuse band reversed": ({"score": {"diffuse_sigmas": [8, 2]}}, "then 0 (no band-pass) or a larger width"),
         "weight typo": ({"score": {"weights": {"recno": 1}}}, "unknown key 'recno' (did you mean 'recon'?)"),
     }
     for name, (raw, why) in cases.items():

@@ -175,11 +175,18 @@ def test_helix_tracks_start_at_the_vertex_and_anomalies_add_structure():
 
 def test_anomalies_placed_along_a_track_lie_inside_the_frame():
     """A kink, delta ray or shower outside the frame would be labelled anomalous with nothing to see."""
-    for module, classes in ((tracks_helix, ("kink", "delta_ray", "shower")), (tracks_strips, ("kink",))):
-        _, truth = module.generate(300, 0.3, seed=5)
+    for module, classes in ((tracks_helix, ("kink", "delta_ray", "shower")), (tracks_strips, ("kink", "shower"))):
+        _, truth = module.generate(400, 0.4, seed=5)
         points = [json.loads(d).get("at", json.loads(d).get("start")) for d in truth.detail[truth.cls.isin(classes)]]
         assert len(points) >= 3 * len(classes)
         assert np.all((np.array(points) >= 0) & (np.array(points) <= module.SIZE - 1)), module.__name__
+
+
+def test_strip_track_path_inside_the_frame_by_hand():
+    assert tracks_strips._inside_length(0, 10, 0.0, 48) == 47                            # straight down
+    assert np.isclose(tracks_strips._inside_length(0, 0, np.pi / 4, 48), 47 * np.sqrt(2))  # corner to corner
+    assert np.isclose(tracks_strips._inside_length(0, 40, np.pi / 6, 48), 7 / 0.5)       # out of the side
+    assert tracks_strips._inside_length(0, 47.5, 0.3, 48) == 0                            # enters beyond it
 
 
 def test_files_round_trip_and_truth_ids(tmp_path):

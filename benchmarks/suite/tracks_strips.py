@@ -11,7 +11,8 @@ Anomaly classes:
 - ``stub``: a stopping particle: a 6-15 channel track starting and ending inside, its charge rising
   towards the end (Bragg peak).
 - ``two_prong``: a decay: two tracks from one point inside the detector, opening angle 15-50 degrees.
-- ``shower``: a track that starts an electromagnetic cascade: 8-20 branches fanning downwards.
+- ``shower``: a track that starts an electromagnetic cascade (20-50% of its path inside the frame): 8-20
+  branches fanning downwards.
 - ``pileup``: a burst of 5-9 tracks in one read-out window.
 """
 from __future__ import annotations
@@ -55,11 +56,11 @@ def _zenith(rng: np.random.Generator) -> float:
 
 def _inside_length(y0: float, x0: float, t: float, size: int) -> float:
     """Path length from (y0, x0) at angle ``t`` from the vertical until the track leaves the frame (bottom
-    or side): a kink is placed on this part of its track, or it could fall outside the detector."""
+    or side): a kink or a shower is placed on this part of its track, or it could fall outside the detector."""
     exits = [(size - 1 - y0) / max(np.cos(t), 1e-9)]
     if abs(np.sin(t)) > 1e-9:
         exits.append(((size - 1 - x0) if np.sin(t) > 0 else x0) / abs(np.sin(t)))
-    return float(min(exits))
+    return max(0.0, float(min(exits)))      # a track entering beyond the last column (x0 > size - 1): 0
 
 
 def _through(size: int, rng: np.random.Generator) -> tuple[float, float, float, float, float]:
@@ -106,7 +107,7 @@ def event(rng: np.random.Generator, cls: str, size: int = SIZE) -> tuple[np.ndar
         detail = {"vertex": [float(y), float(x)]}
     elif cls == "shower":
         y0, x0, _, _, t = tracks.pop(0)
-        f = rng.uniform(0.2, 0.5) * size
+        f = rng.uniform(0.2, 0.5) * min(size, _inside_length(y0, x0, t, size))
         sy, sx = y0 + f * np.cos(t), x0 + f * np.sin(t)
         segment(img, y0, x0, sy, sx, rng)
         for _ in range(int(rng.integers(8, 21))):
