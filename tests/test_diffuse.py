@@ -93,6 +93,9 @@ def test_largest_region_counts_four_connected_pixels():
         m[0, i, i] = 2.0        # a diagonal of 5: 5 regions of 1 (8-connected it would be the largest)
     assert largest_region(m, 1.5).tolist() == [4.0]
     assert largest_region(torch.zeros(2, 6, 6), 1.5).tolist() == [0.0, 0.0]
+    pair = torch.zeros(3, 6, 6)
+    pair[0, 2, 1:4] = pair[1, 2, 1:4] = 2.0     # the same region in two tiles: not one region across them
+    assert largest_region(pair, 1.5).tolist() == [3.0, 3.0, 0.0]
 
 
 def test_a_gradient_across_the_tile_is_taken_off_by_the_band_pass():
