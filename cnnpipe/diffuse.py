@@ -54,20 +54,23 @@ def background_excess(frames: torch.Tensor, sigmas: tuple[float, float], clip: f
     falls back to its standard deviation."""
     frames = frames.float()
     level, noise = level_noise(frames)
-    spread = torch.nan_to_num(frames.flatten(1), nan=0.0).std(dim=1)[:, None, None]
-    noise = torch.where(noise > 0, noise, spread).nan_to_num(0.0).clamp_min(1e-12)
+    if bool((noise <= 0).any()):
+        spread = torch.nan_to_num(frames.flatten(1), nan=0.0).std(dim=1)[:, None, None]
+        noise = torch.where(noise > 0, noise, spread)
+    noise = noise.nan_to_num(0.0).clamp_min(1e-12)
     frames, nan = fill_masked(frames)
     z = (frames - level.nan_to_num(0.0)) / noise
     source = (z.abs() > clip).float()       # stars and tracks, and dead columns and cold pixels
     if grow > 0:
         source = (gaussian_blur(source, grow) > 0.05).float()
     keep = (1.0 - source).masked_fill(nan, 0.0)
-    kept = z * keep
+    both = torch.cat([z * keep, keep])       # light and mask blurred together: one call per width
     small, large = sigmas
-    cover = gaussian_blur(keep, small)
-    band = gaussian_blur(kept, small) / cover.clamp_min(1e-3)
+    light, cover = gaussian_blur(both, small).chunk(2)
+    band = light / cover.clamp_min(1e-3)
     if large > 0:
-        band = band - gaussian_blur(kept, large) / gaussian_blur(keep, large).clamp_min(1e-3)
+        light_l, cover_l = gaussian_blur(both, large).chunk(2)
+        band = band - light_l / cover_l.clamp_min(1e-3)
     return band / band_noise(small, large) * (cover > 0.5)
 
 
