@@ -28,7 +28,7 @@ SCRIPTS = {
     "score": ("Scoring vs bare model forward", []),
     "dag": ("Snakemake DAG for many input files", []),
     "e2e": ("End to end: snakemake --cores 2 on the demo", []),
-    "scale": ("Scale: peak RSS and time at 1x, 4x, 10x the demo", []),
+    "scale": ("Scale: peak RSS and time at 4x, 10x, 40x the demo", []),
     "night": ("A night of survey frames: 8 x 4096^2 FITS, and 4x that, end to end", ["--scale", "4"]),
     "quality": ("Detection quality vs baselines (ground truth)", []),
     "checkerboard": ("Checkerboard in generated frames: transposed convolution vs resize-convolution", []),
