@@ -55,7 +55,7 @@ REGISTRY: list[Component] = [
               "cnnpipe.components.vae:kl"),
     Component("masked", "fraction of masked pixels (NaN; padding with ingest.small_frames: pad)", 1.0, (),
               "cnnpipe.components.features:masked"),
-    Component("sobel_peak", "the strongest Sobel edge", 1.0, (), "cnnpipe.components.features:sobel_peak"),
+    Component("sobel_peak", "the strongest Sobel edge (off by default: beside sharpness, line and orientation it only added noise, on every dev family; README)", 0.0, (), "cnnpipe.components.features:sobel_peak"),
     Component("sharpness", "brightest pixel above the median of its 8 neighbours, in units of the noise plus "
               "ingest.sharpness_relative of its own signal (cosmic-ray hits; a star's core, spread by the PSF, "
               "stays low however bright)", 1.0, (), "cnnpipe.components.features:sharpness"),
@@ -75,7 +75,7 @@ REGISTRY: list[Component] = [
               "cnnpipe.components.shape:corner"),
     Component("orientation", "strongest edge running across the usual direction of the edges at that pixel in "
               "the population, over the usual misfit there, on the frame's raw intensity scale (tracks that "
-              "do not point back to the vertex: decays in flight, kinks, delta rays; cnnpipe/orientation.py)", 0.5,
+              "do not point back to the vertex: decays in flight, kinks, delta rays; cnnpipe/orientation.py)", 0.75,
               ("frames", "reference"), "cnnpipe.components.shape:orientation"),
     Component("line", "brightest thin straight line across the frame, less each pixel's local background "
               "(score.line_local), in units of the pixel noise clipped at score.line_clip, less what the "
