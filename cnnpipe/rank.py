@@ -127,7 +127,7 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     largest summed: one truly extreme component lifts a frame, a few moderately unusual ones together do
     too, and no component's noise tail dominates (each is calibrated against its own population).
     ``robust_z``: weighted power mean ``(sum w z^p / sum w)^(1/p)`` of robust z-scores: an anomaly that is
-    extreme in a single component (a cosmic ray in ``sobel_peak``, a NaN patch in ``masked``) still ranks
+    extreme in a single component (a cosmic ray in ``sharpness``, a NaN patch in ``masked``) still ranks
     high, which a plain mean of ranks would dilute. ``rank``: weighted mean of rank-normalised components.
     ``method`` and ``power`` come from the config (``score.ensemble``, ``score.power``). ``pooled`` (bool per
     row, see :func:`small_populations`): rows normalised against the whole run instead of their population.
