@@ -3,18 +3,19 @@
 Why not from 1x: the demo's 400 frames make ~100 tiles a shard, under one batch of ``score`` and
 ``preprocess`` (256), so from 1x to 4x their memory grows with the batch filling up, not with the data.
 Measured at 10x, ``score``'s RSS after each of its five batches of a shard was 509, 550, 544, 549, 549 MB
-(its one batch of 117 tiles at 1x: 462 MB). From 4x every shard fills a batch, and 40x is still ten times 4x. ``ingest`` gathers
-small frames into batches of up to ``cnnpipe.ingest.BATCH_PIXELS`` (4M pixels, 1024 frames of 64^2; ~40 bytes
-a pixel while one is prepared), which the demo's shards fill only between 10x and 40x: its memory is bounded
-by that batch, not by the data (at 10x with 1M-pixel batches: 329 MB, 1x 288 MB; 1M-pixel batches ingest
-FITS ~8% slower, so they stay at 4M).
+(its one batch of 117 tiles at 1x: 462 MB). From 4x every shard fills a batch, and 40x is still ten times
+4x. ``ingest`` gathers small frames into batches of up to ``cnnpipe.ingest.BATCH_PIXELS`` (4M pixels, 1024
+frames of 64^2; ~40 bytes a pixel while one is prepared), which the demo's shards fill only between 10x and
+40x: its memory is bounded by that batch, not by the data (at 10x with 1M-pixel batches: 329 MB, 1x 288 MB;
+1M-pixel batches ingest FITS ~8% slower, so they stay at 4M).
 
 The demo's ``sky_frames`` / ``track_frames`` are multiplied; shards stay at ``n_shards`` so each per-shard
 job gets k times the frames. Training is one epoch per model, so its time is one pass over the data.
 Memory per job: the larger of Snakemake's ``benchmark:`` sample (``max_rss``; sampled each second for
-30 s, then every 30 s, so it can miss a peak) and the exact peak cnnpipe logs at exit (``peak RSS N MB``). Goals: per-shard rules' peak RSS
-at the largest factor <= 1.2x that at the smallest (they stream in chunks), training's too (it streams shards), and time growing no
-faster than the data (time ratio <= data ratio). ``demo_data`` only makes the inputs and is not judged.
+30 s, then every 30 s, so it can miss a peak) and the exact peak cnnpipe logs at exit (``peak RSS N MB``).
+Goals: per-shard rules' peak RSS at the largest factor <= 1.2x that at the smallest (they stream in
+chunks), training's too (it streams shards), and time growing no faster than the data (time ratio <= data
+ratio). ``demo_data`` only makes the inputs and is not judged.
 Run: python benchmarks/scale.py [--factors 4 10 40] [--cores 2]
 """
 from __future__ import annotations

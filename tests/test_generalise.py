@@ -196,9 +196,10 @@ def test_a_busy_normal_frame_does_not_outrank_a_trail():
 
 
 def test_layout_knn_is_not_outvoted_by_components_that_see_nothing():
-    """Aligned digit-like data: nine pixel-statistic components (eight weighted by default) are heavy-tailed noise (Student t, 3 degrees
-    of freedom), the CNN's two are plain noise, only the thumbnail kNN sees the 12 anomalies of 600
-    (2.5 sigma). At its default weight most of them reach the top 2k; at weight 1 the noise tails outvote it."""
+    """Aligned digit-like data: nine pixel-statistic components (eight weighted by default) are heavy-tailed
+    noise (Student t, 3 degrees of freedom), the CNN's two are plain noise, only the thumbnail kNN sees the
+    12 anomalies of 600 (2.5 sigma). At its default weight most of them reach the top 2k; at weight 1 the
+    noise tails outvote it."""
     s = config.parse({}).score
     rng = np.random.default_rng(0)
     n, bad = 600, np.arange(12)

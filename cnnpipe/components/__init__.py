@@ -55,7 +55,9 @@ REGISTRY: list[Component] = [
               "cnnpipe.components.vae:kl"),
     Component("masked", "fraction of masked pixels (NaN; padding with ingest.small_frames: pad)", 1.0, (),
               "cnnpipe.components.features:masked"),
-    Component("sobel_peak", "the strongest Sobel edge (off by default: beside sharpness, line and orientation it only added noise, on every dev family; README)", 0.0, (), "cnnpipe.components.features:sobel_peak"),
+    Component("sobel_peak", "the strongest Sobel edge (off by default: beside sharpness, line and orientation "
+              "it only added noise, on every dev family; README)", 0.0, (),
+              "cnnpipe.components.features:sobel_peak"),
     Component("sharpness", "brightest pixel above the median of its 8 neighbours, in units of the noise plus "
               "ingest.sharpness_relative of its own signal (cosmic-ray hits; a star's core, spread by the PSF, "
               "stays low however bright)", 1.0, (), "cnnpipe.components.features:sharpness"),
