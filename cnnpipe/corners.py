@@ -25,6 +25,7 @@ from .augment import apply, dihedral
 from .config import Augment, Normalise
 from .errors import UserError
 from .filters import fill_masked, gaussian_blur, sobel
+from .normalise import RAW_SCALE
 from .orientation import (linear, misfit, orientation_field, strength, usual_direction,
                           vector_symmetry_average)
 from .patches import PatchBank
@@ -69,21 +70,22 @@ class ReferenceMaps(NamedTuple):
 
 
 def frame_columns(path: str | Path) -> list[str]:
-    """What to read of a frames shard: the tiles and, where ingestion stored it, each one's frame
-    ``intensity_scale`` (a shard written before it did lacks it: :func:`with_scale` gives it 1)."""
+    """What to read of a frames shard: the tiles and, where ingestion stored them, each one's frame
+    ``intensity_scale`` and ``intensity_offset`` (a shard written before it did lacks them:
+    :func:`with_scale` gives 1 and 0)."""
     with h5py.File(path, "r") as f:
-        return [n for n in ("frames", "intensity_scale") if n in f]
+        return [n for n in ("frames", *RAW_SCALE) if n in f]
 
 
 def with_scale(tiles: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """``tiles`` read by :func:`frame_columns`, with an ``intensity_scale`` of 1 where the shard had none."""
-    if "intensity_scale" in tiles:
-        return tiles
-    return {**tiles, "intensity_scale": np.ones(len(tiles["frames"]), np.float32)}
+    """``tiles`` read by :func:`frame_columns`, with an ``intensity_scale`` of 1 and an ``intensity_offset``
+    of 0 where the shard had none."""
+    n = len(tiles["frames"])
+    return {"intensity_scale": np.ones(n, np.float32), "intensity_offset": np.zeros(n, np.float32), **tiles}
 
 
 def frame_batches(path: str | Path, batch: int) -> Iterator[dict[str, np.ndarray]]:
-    """Batches of a frames shard: the tiles and each one's frame ``intensity_scale``."""
+    """Batches of a frames shard: the tiles and each one's frame ``intensity_scale`` and ``intensity_offset``."""
     for b in iter_batches(path, frame_columns(path), batch):
         yield with_scale(b)
 

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .atomic import atomic_path
 from .config import Config
-from .normalise import apply_scales, frame_scales
+from .normalise import RAW_SCALE, apply_scales, frame_scales
 from .pixel_outliers import STATS, outlier_peaks
 from .prefetch import prefetch
 from .progress import progress
@@ -38,8 +38,9 @@ def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
 
     Returns ``(tiles (m, T, T), {stat: (m,)}, where (m, 3) = (frame_offset, y0, x0) per tile, usable (n,))``:
     the stats are each tile's most extreme pixel by :func:`outlier_peaks` (``sharpness``, ``coldness``),
-    measured on the raw values before normalisation clips them, and its frame's ``intensity_scale`` (the
-    spread the frame was divided by: the tile times it is back on the raw scale); frames with no finite
+    measured on the raw values before normalisation clips them, and its frame's ``intensity_scale`` and
+    ``intensity_offset`` (the spread the frame was divided by and the level taken off it: the tile times
+    the scale, plus the offset, is back on the raw scale); frames with no finite
     pixel are left out and flagged unusable. NaN marks masked pixels (the readers turn +-inf into NaN).
     The frames, not their overlapping tiles (up to 2.25x the pixels), are scaled, then cut; ``overwrite``:
     scaled in place in ``images`` (ingestion's arrays are its own), so frames of exactly one tile are never
@@ -68,6 +69,7 @@ def prepare(images: np.ndarray, cfg: Config, overwrite: bool = False
     tiles = cut_tiles(scaled, ing.tile_size, ing.tile_overlap)[0]
     stats = {s: v.reshape(-1) for s, v in stats.items()}
     stats["intensity_scale"] = np.repeat(scale[keep], per).astype(np.float32)
+    stats["intensity_offset"] = np.repeat(offset[keep], per).astype(np.float32)
     where = np.stack([np.repeat(keep, per), np.tile(np.repeat(ys, len(xs)), len(keep)),
                       np.tile(xs, len(ys) * len(keep))], axis=1).astype(np.int64)
     return tiles, stats, where, usable
@@ -180,7 +182,7 @@ def ingest_shard(cfg: Config, shard: int, out: str | Path, exclude: tuple[str, .
             if len(cut):
                 writer.append(frames=cut, **stats, label=labels)
         writer.close(frames=((size, size), "float32"), label=((), "int64"),
-                     **{s: ((), "float32") for s in (*STATS, "intensity_scale")})
+                     **{s: ((), "float32") for s in (*STATS, *RAW_SCALE)})
     log.info("shard %d: %d tiles from %d units", shard, writer.n, len(units))
     return _frame(parts)
 

@@ -13,6 +13,9 @@ if TYPE_CHECKING:  # ingestion never loads torch
     import torch
 
 METHODS = ("percentile", "asinh", "zscore")
+#: per-tile values ingestion stores with each tile: the spread its frame was divided by and the level taken
+#: off it (the tile, stretch undone, times the scale plus the offset is on the frame's raw scale)
+RAW_SCALE = ("intensity_scale", "intensity_offset")
 
 
 def normalise(image: np.ndarray, method: str = "percentile", percentiles=(0.5, 99.5),

@@ -23,7 +23,7 @@ from .components.features import moments
 from .components.vae import top_mean  # noqa: F401  (re-exported: part of the scoring API)
 from .config import Normalise, Score, parse
 from .corners import Reference, frame_batches
-from .normalise import unstretch
+from .normalise import RAW_SCALE, unstretch
 from .patches import owner_ids
 from .pixel_outliers import STATS
 from .population import population
@@ -98,7 +98,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     for b in prefetch(_reads(features_path, frames, settings.batch_size)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         fr = torch.from_numpy(b["frames"]).to(device) if "frames" in b else None
-        stats = {s: b[s] for s in (*STATS, "intensity_scale") if s in b}
+        stats = {s: b[s] for s in (*STATS, *RAW_SCALE) if s in b}
         sb = ShardBatch(x, valid, stats, vae=vae, cnn=cnn, cnn_meta=cnn_meta, frames=fr,
                         reference=ref, codes=codes[start:start + len(x)] if codes is not None else None,
                         owners=owners[start:start + len(x)], settings=settings, stretch=stretch)

@@ -66,8 +66,9 @@ def test_misfit_is_zero_along_the_usual_direction_and_the_whole_strength_across_
 
 
 def test_tiles_go_back_on_their_frames_raw_scale():
-    """``intensity_scale`` is the spread each frame was divided by: the tile, unstretched, times it is the
-    raw frame less its offset (clipped at the normalisation's percentiles)."""
+    """``intensity_scale`` is the spread each frame was divided by and ``intensity_offset`` the level taken off
+    it: the tile, unstretched, times the scale, plus the offset, is the raw frame (clipped at the
+    normalisation's percentiles)."""
     cfg = parse({"ingest": {"tile_size": 16, "tile_overlap": 4, "n_shards": 1}})
     rng = np.random.default_rng(2)
     raw = rng.normal(100.0, 5.0, (2, 16, 16)).astype(np.float32)
@@ -75,9 +76,12 @@ def test_tiles_go_back_on_their_frames_raw_scale():
     tiles, stats, where, _ = prepare(raw.copy(), cfg)
     lo, hi = np.percentile(raw.reshape(2, -1), [0.5, 99.5], axis=1)
     np.testing.assert_allclose(stats["intensity_scale"], hi - lo, rtol=1e-4)
+    np.testing.assert_allclose(stats["intensity_offset"], lo, rtol=1e-5)
     back = linear(torch.from_numpy(tiles), torch.from_numpy(stats["intensity_scale"]), cfg.ingest.normalise).numpy()
     want = np.clip(raw - lo[:, None, None], 0, (hi - lo)[:, None, None])
     np.testing.assert_allclose(back, want, rtol=1e-4, atol=1e-3 * (hi - lo).max())
+    np.testing.assert_allclose(back + stats["intensity_offset"][:, None, None], np.clip(raw, lo[:, None, None],
+                               hi[:, None, None]), rtol=1e-5, atol=1e-3 * (hi - lo).max())
 
 
 def _shard(tmp_path, frames: np.ndarray, scale: bool = True):
@@ -91,9 +95,11 @@ def _shard(tmp_path, frames: np.ndarray, scale: bool = True):
     return path, man
 
 
-def test_a_shard_without_intensity_scales_reads_as_scale_one(tmp_path):
+def test_a_shard_without_intensity_scales_reads_as_scale_one_offset_zero(tmp_path):
     path, _ = _shard(tmp_path, np.zeros((3, 4, 4)), scale=False)
-    assert [b["intensity_scale"].tolist() for b in frame_batches(path, 2)] == [[1.0, 1.0], [1.0]]
+    batches = list(frame_batches(path, 2))
+    assert [b["intensity_scale"].tolist() for b in batches] == [[1.0, 1.0], [1.0]]
+    assert [b["intensity_offset"].tolist() for b in batches] == [[0.0, 0.0], [0.0]]
 
 
 def test_kinks_and_displaced_vertices_cross_the_usual_flow_of_tracks(tmp_path):

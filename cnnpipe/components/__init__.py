@@ -9,7 +9,8 @@ where the data have an orientation), "unaligned" (dropped at rank where layout_k
 component that needs "cnn" is computed from
 every ranked tile's CNN features) and the function that
 computes it, as ``"module:function"`` so that reading the table imports no model code. Adding a component
-is one module with its function and one row here.
+is one module with its function and one row here. A ``two_sided`` component is unusual both below and
+above its population's median (a frame's level): the ensemble measures its distance from the median.
 
 A per-shard function takes a :class:`cnnpipe.components.batch.ShardBatch` and returns one value per tile;
 a gathered one takes a :class:`cnnpipe.components.batch.LatentSpace`.
@@ -30,6 +31,7 @@ class Component:
     weight: float                 # default ensemble weight (the schema's default)
     needs: tuple[str, ...]        # what it is computed from (see the module docstring)
     function: str                 # "module:function"
+    two_sided: bool = False       # unusual on either side of its population's median (else: the high side)
 
     @property
     def gathered(self) -> bool:
@@ -72,6 +74,14 @@ REGISTRY: list[Component] = [
               "(score.diffuse_*: optical ghosts, scattered light, fringing; cnnpipe/diffuse.py), on the frame's "
               "raw intensity scale; used only where layout_knn is not", 0.5, ("frames", "unaligned"),
               "cnnpipe.components.features:diffuse"),
+    Component("background", "the tile's median level on its frame's raw scale (the input file's units): a "
+              "frame from another camera, gain or exposure, or a flat or dark frame, is unusual on either side of "
+              "its population's levels; used only where layout_knn is not", 0.5, ("frames", "unaligned"),
+              "cnnpipe.components.features:background", two_sided=True),
+    Component("noise", "the tile's robust noise (1.4826 x MAD) on its frame's raw scale: another camera's read "
+              "noise or gain, another exposure's photon noise, on either side of its population's; used only "
+              "where layout_knn is not", 0.5, ("frames", "unaligned"), "cnnpipe.components.features:noise",
+              two_sided=True),
     Component("corner", "strongest corner against the usual corner strength at that pixel in the population "
               "(kinked tracks, displaced vertices)", 1.0, ("frames", "reference"),
               "cnnpipe.components.shape:corner"),

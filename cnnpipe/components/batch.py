@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from ..config import Normalise, Score, parse
+from ..diffuse import level_noise
 from ..orientation import linear
 
 
@@ -16,7 +17,7 @@ class ShardBatch:
 
     ``x`` (N, C, H, W) feature maps (intensity, Sobel magnitude...), ``valid`` (N, H, W) the unmasked
     fraction of each pixel, ``stats`` per-tile measurements made at ingestion (``sharpness``, ``coldness``;
-    with the frames, ``intensity_scale``), ``frames`` (N, T, T) the ingested tiles, normalised by
+    with the frames, ``intensity_scale`` and ``intensity_offset``), ``frames`` (N, T, T) the ingested tiles, normalised by
     ``stretch``, and ``codes`` each tile's row in the corner ``reference`` (None when no active component
     needs them). The VAE's forward pass is run once, on first use.
     """
@@ -34,6 +35,7 @@ class ShardBatch:
     stretch: Normalise | None = None     # ingest.normalise: how the frames were normalised
     _latent: tuple | None = None
     _vae_out: tuple | None = None
+    _raw_level: tuple | None = None
 
     @property
     def mask(self) -> torch.Tensor:
@@ -43,6 +45,15 @@ class ShardBatch:
         """The tiles on their frame's raw intensity scale (:func:`cnnpipe.orientation.linear`)."""
         scale = torch.as_tensor(self.stats["intensity_scale"], device=self.frames.device)
         return linear(self.frames.float(), scale, self.stretch)
+
+    def raw_level_noise(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each tile's median level and robust noise (N,) on its frame's raw scale (the units of the input
+        file: ADU, counts), from :func:`cnnpipe.diffuse.level_noise`; computed once per batch."""
+        if self._raw_level is None:
+            level, noise = level_noise(self.linear_frames())
+            offset = torch.as_tensor(self.stats["intensity_offset"], device=self.frames.device)
+            self._raw_level = (level.flatten().nan_to_num(0.0) + offset, noise.flatten().nan_to_num(0.0))
+        return self._raw_level
 
     def latent(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(mu, logvar)`` of the VAE's encoder on ``x``, computed once per batch: scoring without a

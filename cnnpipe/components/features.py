@@ -54,3 +54,11 @@ def diffuse(b: ShardBatch) -> np.ndarray:
     s = b.settings
     return diffuse_area(b.linear_frames(), tuple(s.diffuse_sigmas), s.diffuse_clip, s.diffuse_grow,
                         s.diffuse_threshold)
+
+
+def background(b: ShardBatch) -> torch.Tensor:
+    return b.raw_level_noise()[0]
+
+
+def noise(b: ShardBatch) -> torch.Tensor:
+    return b.raw_level_noise()[1]
