@@ -22,20 +22,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .filters import fill_masked, gaussian_blur
-from .pixel_outliers import NOISE_SAMPLE
-
-
-def level_noise(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Median and robust noise (1.4826 x MAD) of each tile of a (N, H, W) batch, (N, 1, 1) each, from a
-    regular sample of ~``NOISE_SAMPLE`` pixels (NaN left out): on every pixel the two medians cost as much
-    as the VAE's forward pass."""
-    f = frames.float().flatten(1)
-    median = torch.nanmedian if bool(torch.isnan(f).any()) else torch.median
-    sample = f[:, ::max(1, f.shape[1] // NOISE_SAMPLE)].contiguous()
-    level = median(sample, dim=1, keepdim=True).values
-    noise = 1.4826 * median((sample - level).abs(), dim=1, keepdim=True).values
-    return level[:, :, None], noise[:, :, None]
+from .filters import fill_masked, gaussian_blur, level_noise
 
 
 def band_noise(small: float, large: float) -> float:

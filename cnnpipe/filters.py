@@ -1,4 +1,5 @@
-"""Image filters of the lecture, batched in PyTorch: convolution, Sobel, max pooling, Gaussian blur.
+"""Image filters of the lecture, batched in PyTorch: convolution, Sobel, max pooling, Gaussian blur; and each
+tile's level and noise.
 
 All functions take and return ``torch.Tensor`` batches shaped (N, H, W) or (N, C, H, W), so they run on
 whatever device the tensors live on.
@@ -10,6 +11,8 @@ from functools import lru_cache
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .pixel_outliers import NOISE_SAMPLE
 
 #: The lecture's Sobel kernels (true convolution kernels, see :func:`sobel`).
 SOBEL_GX = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
@@ -125,3 +128,15 @@ def gaussian_blur(image: torch.Tensor, sigma: float, truncate: float = 4.0) -> t
     mx = torch.from_numpy(blur_matrix(w, sigma, truncate)).to(image.device, image.dtype)
     rows = (image.reshape(n * h, w) @ mx.T).view(n, h, w)   # along the rows: one (N H, W) x (W, W) product
     return torch.matmul(my, rows)                             # down the columns: N products (H, H) x (H, W)
+
+
+def level_noise(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Median and robust noise (1.4826 x MAD) of each tile of a (N, H, W) batch, (N, 1, 1) each, from a
+    regular sample of ~``NOISE_SAMPLE`` pixels (NaN left out): on every pixel the two medians cost as much
+    as the VAE's forward pass."""
+    f = frames.float().flatten(1)
+    median = torch.nanmedian if bool(torch.isnan(f).any()) else torch.median
+    sample = f[:, ::max(1, f.shape[1] // NOISE_SAMPLE)].contiguous()
+    level = median(sample, dim=1, keepdim=True).values
+    noise = 1.4826 * median((sample - level).abs(), dim=1, keepdim=True).values
+    return level[:, :, None], noise[:, :, None]

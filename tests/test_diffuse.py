@@ -5,7 +5,8 @@ import torch
 from cnnpipe.components.batch import ShardBatch
 from cnnpipe.components.features import diffuse
 from cnnpipe.config import Normalise
-from cnnpipe.diffuse import background_excess, band_noise, diffuse_area, largest_region, level_noise
+from cnnpipe.diffuse import background_excess, band_noise, diffuse_area, largest_region
+from cnnpipe.filters import level_noise
 from cnnpipe.normalise import apply_scales, frame_scales
 
 SIGMAS, CLIP, GROW, THRESHOLD = (2.0, 8.0), 3.0, 1.0, 1.5

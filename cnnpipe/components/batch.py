@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from ..config import Normalise, Score, parse
-from ..diffuse import level_noise
+from ..filters import level_noise
 from ..orientation import linear
 
 
@@ -35,6 +35,7 @@ class ShardBatch:
     stretch: Normalise | None = None     # ingest.normalise: how the frames were normalised
     _latent: tuple | None = None
     _vae_out: tuple | None = None
+    _linear: torch.Tensor | None = None
     _raw_level: tuple | None = None
 
     @property
@@ -42,13 +43,16 @@ class ShardBatch:
         return self.valid >= 0.5
 
     def linear_frames(self) -> torch.Tensor:
-        """The tiles on their frame's raw intensity scale (:func:`cnnpipe.orientation.linear`)."""
-        scale = torch.as_tensor(self.stats["intensity_scale"], device=self.frames.device)
-        return linear(self.frames.float(), scale, self.stretch)
+        """The tiles on their frame's raw intensity scale less its offset (:func:`cnnpipe.orientation.linear`),
+        computed once per batch."""
+        if self._linear is None:
+            scale = torch.as_tensor(self.stats["intensity_scale"], device=self.frames.device)
+            self._linear = linear(self.frames.float(), scale, self.stretch)
+        return self._linear
 
     def raw_level_noise(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each tile's median level and robust noise (N,) on its frame's raw scale (the units of the input
-        file: ADU, counts), from :func:`cnnpipe.diffuse.level_noise`; computed once per batch."""
+        file: ADU, counts), from :func:`cnnpipe.filters.level_noise`; computed once per batch."""
         if self._raw_level is None:
             level, noise = level_noise(self.linear_frames())
             offset = torch.as_tensor(self.stats["intensity_offset"], device=self.frames.device)

@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..diffuse import diffuse_area, level_noise
+from ..diffuse import diffuse_area
+from ..filters import level_noise
 from .batch import ShardBatch
 from .vae import top_mean
 
@@ -41,7 +42,7 @@ def occupancy(b: ShardBatch) -> torch.Tensor:
     units (1.4826 x the median absolute deviation; masked pixels left out): how much signal the frame
     holds, a detector's occupancy (a pile-up, a shower) or a field's crowding.
 
-    The median and the MAD are those of :func:`cnnpipe.diffuse.level_noise`, from a sample of the pixels."""
+    The median and the MAD are those of :func:`cnnpipe.filters.level_noise`, from a sample of the pixels."""
     f = b.frames.float().flatten(1)
     masked = bool(torch.isnan(f).any())
     level, noise = level_noise(b.frames)
