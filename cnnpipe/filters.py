@@ -1,7 +1,7 @@
 """Image filters of the lecture, batched in PyTorch: convolution, Sobel, max pooling, Gaussian blur; and each
 tile's level and noise.
 
-All functions take and return ``torch.Tensor`` batches shaped (N, H, W) or (N, C, H, W), so they run on
+All functions take ``torch.Tensor`` batches shaped (N, H, W) or (N, C, H, W), so they run on
 whatever device the tensors live on.
 """
 from __future__ import annotations

@@ -45,7 +45,8 @@ def gallery(ranked: pd.DataFrame, frames: list[str | Path], features: list[str |
     response and the edge misfit over their population's usual values (where a kink, an odd vertex or a
     track from elsewhere is); ``stretch``: the ingest normalisation, undone for the misfit."""
     top = ranked.head(top_k)
-    tiles = with_scale(_rows(_by_shard(frames, "frames"), top, frame_columns(frames[0]), "frames"))
+    wanted = [c for c in frame_columns(frames[0]) if c != "intensity_offset"]   # (a shard before it lacks it)
+    tiles = with_scale(_rows(_by_shard(frames, "frames"), top, wanted, "frames"))
     inputs, scale = tiles["frames"], tiles["intensity_scale"]
     feats = _rows(_by_shard(features, "features"), top, ["features", "valid"], "features")
     x = torch.from_numpy(feats["features"]).to(device)

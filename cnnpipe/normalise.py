@@ -14,7 +14,8 @@ if TYPE_CHECKING:  # ingestion never loads torch
 
 METHODS = ("percentile", "asinh", "zscore")
 #: per-tile values ingestion stores with each tile: the spread its frame was divided by and the level taken
-#: off it (the tile, stretch undone, times the scale plus the offset is on the frame's raw scale)
+#: off it (the tile, stretch undone, times the scale plus the offset is on the frame's raw scale, clipped to
+#: the normalisation's percentiles for percentile and asinh)
 RAW_SCALE = ("intensity_scale", "intensity_offset")
 
 

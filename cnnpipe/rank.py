@@ -129,7 +129,8 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     ``robust_z``: weighted power mean ``(sum w z^p / sum w)^(1/p)`` of robust z-scores: an anomaly that is
     extreme in a single component (a cosmic ray in ``sharpness``, a NaN patch in ``masked``) still ranks
     high, which a plain mean of ranks would dilute. ``rank``: weighted mean of rank-normalised components.
-    A ``two_sided`` component (the component table) counts by its distance from its population's median.
+    A ``two_sided`` component (the component table) counts by its distance from its population's median
+    (:func:`cnnpipe.components.departure`).
     ``method`` and ``power`` come from the config (``score.ensemble``, ``score.power``). ``pooled`` (bool per
     row, see :func:`small_populations`): rows normalised against the whole run instead of their population.
     ``consensus`` (tail only): each population's weights move this far from the configured ones towards
@@ -146,13 +147,10 @@ def ensemble(df: pd.DataFrame, weights: dict[str, float], method: str, power: fl
     normalise = {"tail": lambda v: tail_surprise(v, tail_quantile), "rank": rank_normalise,
                  "robust_z": lambda v: robust_z(v) ** power}[method]
     terms = np.zeros((len(df), len(used)))      # each row's weighted, normalised components
-    two_sided = {c.name for c in components.REGISTRY if c.two_sided}
     for name, idx in df.groupby(groups).indices.items():
         for j, (c, w) in enumerate(used.items()):
             v = df[c].to_numpy(np.float64)
-            v = v if name == whole else v[idx]   # a pooled row is compared with every frame of the run
-            if c in two_sided:   # unusual either way: the distance from the population's median
-                v = np.abs(v - np.median(v))
+            v = components.departure(c, v if name == whole else v[idx])  # a pooled row: against the whole run
             terms[idx, j] = w * (normalise(v)[idx] if name == whole else normalise(v))
         if method == "tail" and consensus > 0:
             factors = consensus_factors(terms[idx], tail_top, consensus_fraction, consensus_min)

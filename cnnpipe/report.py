@@ -169,7 +169,7 @@ def _gallery(gal: dict | None, anomalies: pd.DataFrame, manifest: pd.DataFrame, 
     if gal is None:
         return []
     pos = {int(r): n for n, r in enumerate(anomalies["rank"])}
-    pct = {c: anomalies[c].rank(pct=True).to_numpy() for c in comps}
+    pct = {c: pd.Series(components.departure(c, anomalies[c].to_numpy())).rank(pct=True).to_numpy() for c in comps}
     ok = manifest[manifest["status"] == "ok"]
     dup = ok.duplicated(["source", "key", "index"]).sum()
     if dup:

@@ -22,7 +22,7 @@ from .components.batch import ShardBatch
 from .components.features import moments
 from .components.vae import top_mean  # noqa: F401  (re-exported: part of the scoring API)
 from .config import Normalise, Score, parse
-from .corners import Reference, frame_batches
+from .corners import Reference, frame_batches, frame_columns
 from .normalise import RAW_SCALE, unstretch
 from .patches import owner_ids
 from .pixel_outliers import STATS
@@ -95,6 +95,9 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
     comp: dict[str, np.ndarray] = {}
     start = 0
     frames = frames_path if "frames" in needs else None
+    if frames and "background" in {c.name for c in comps} and "intensity_offset" not in frame_columns(frames):
+        log.warning("%s was ingested before shards kept each frame's offset: background is then the level above the "
+                    "frame's low percentile, not the raw level (snakemake --forcerun ingest re-ingests)", frames)
     for b in prefetch(_reads(features_path, frames, settings.batch_size)):
         x, valid = torch.from_numpy(b["features"]).to(device), torch.from_numpy(b["valid"]).to(device)
         fr = torch.from_numpy(b["frames"]).to(device) if "frames" in b else None
@@ -121,7 +124,7 @@ def score_shard(features_path: str | Path, frames_path: str | Path, manifest: pd
 
 def _reads(features_path: str | Path, frames_path: str | Path | None, batch: int) -> Iterator[dict[str, np.ndarray]]:
     """The shard's batches: features, valid fraction, ingest statistics and (``frames_path``) the tiles with
-    their frames' intensity scale."""
+    their frames' intensity scale and offset."""
     frames = frame_batches(frames_path, batch) if frames_path is not None else None
     for b in iter_batches(features_path, ["features", "valid", *STATS], batch):
         yield {**b, **next(frames)} if frames is not None else b

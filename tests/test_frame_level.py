@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from cnnpipe.components import REGISTRY
+from cnnpipe.components import REGISTRY, departure
 from cnnpipe.components.batch import ShardBatch
 from cnnpipe.components.features import background, noise
 from cnnpipe.config import parse
@@ -21,11 +21,30 @@ def _batch(tiles: np.ndarray, stats: dict, stretch=None) -> ShardBatch:
 
 
 def test_background_and_noise_values():
-    # a normalised 4x4 tile: median 1, MAD 1; its frame was divided by 2 after 100 was taken off
+    # a 4x4 tile on its linear scale (no stretch): median 1, MAD 1; its frame was divided by 2 after 100 was
+    # taken off
     t = np.array([[[0, 1, 2, 1], [1, 0, 2, 1], [2, 1, 9, 8.5], [0, 2, 1, 8.3]]], np.float32)
     b = _batch(t, {"intensity_scale": np.array([2.0], np.float32), "intensity_offset": np.array([100.0], np.float32)})
     assert background(b).item() == pytest.approx(102.0)          # 100 + 2 x 1
     assert noise(b).item() == pytest.approx(2 * 1.4826, rel=1e-5)  # 2 x 1.4826 x MAD
+    # a tile with no finite pixel has no level: it gets the batch's median, not an unusual 0
+    two = np.stack([t[0], np.full((4, 4), np.nan, np.float32), t[0] + 4])
+    b = _batch(two, {"intensity_scale": np.ones(3, np.float32), "intensity_offset": np.zeros(3, np.float32)})
+    assert background(b).tolist() == [1.0, 1.0, 5.0] and noise(b).tolist() == pytest.approx([1.4826] * 3)
+
+
+def test_departure_and_the_two_sided_ensemble_with_pooled_rows():
+    v = np.array([1.0, 2.0, 3.0, 10.0, -6.0])
+    np.testing.assert_array_equal(departure("noise", v), [1, 0, 1, 8, 8])      # |v - median 2|
+    np.testing.assert_array_equal(departure("line", v), v)                     # one-sided: as it is
+    # a population of 30 frames at level ~100 and a pooled one of 2 frames: a pooled row is compared with the
+    # whole run, so the pooled frame at 40 (below everything) ranks first and the one at 100 does not
+    rng = np.random.default_rng(0)
+    level = np.r_[rng.normal(100, 1, 30), 40.0, 100.0]
+    df = pd.DataFrame({"source": [f"a{i}" for i in range(30)] + ["b0", "b1"], "key": "0", "index": 0,
+                       "population": ["a"] * 30 + ["b"] * 2, "background": level})
+    score = ensemble(df, {"background": 1.0}, "tail", 2.0, pooled=np.r_[np.zeros(30, bool), True, True])
+    assert int(np.argmax(score)) == 30 and score[31] < np.sort(score)[-2]
 
 
 def _frames(rng, n: int) -> np.ndarray:

@@ -100,6 +100,9 @@ def test_a_shard_without_intensity_scales_reads_as_scale_one_offset_zero(tmp_pat
     batches = list(frame_batches(path, 2))
     assert [b["intensity_scale"].tolist() for b in batches] == [[1.0, 1.0], [1.0]]
     assert [b["intensity_offset"].tolist() for b in batches] == [[0.0, 0.0], [0.0]]
+    path, _ = _shard(tmp_path, np.zeros((3, 4, 4)))          # written before ingestion kept the offset
+    assert [(b["intensity_scale"].tolist(), b["intensity_offset"].tolist()) for b in frame_batches(path, 2)] == [
+        ([2.0, 2.0], [0.0, 0.0]), ([2.0], [0.0])]
 
 
 def test_kinks_and_displaced_vertices_cross_the_usual_flow_of_tracks(tmp_path):

@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cnnpipe import components
+
 from . import baselines, digits, metrics, sky_galaxies, sky_m13, sky_ngc1316, tracks_helix, tracks_strips, workflow
 from .files import read_frames, write_fits_folder, write_hdf5
 from .split import DEV, DIGITS_HALF, EXTRA_DEV, HELD_OUT, RUNS, Run, check_disjoint
@@ -54,10 +56,11 @@ def component_behaviour(df: pd.DataFrame) -> dict:
     each component as their most extreme one (highest percentile within the set)."""
     comps = _components(df)
     cls = df.cls.to_numpy()
-    per_class = {c: metrics.recall_in_top(df[c].to_numpy(), cls) for c in comps}
+    unusual = pd.DataFrame({c: components.departure(c, df[c].to_numpy()) for c in comps})  # two-sided: |v - median|
+    per_class = {c: metrics.recall_in_top(unusual[c].to_numpy(), cls) for c in comps}
     k = int((cls != "normal").sum())
     top = metrics.top_mask(df.score.to_numpy(), 2 * k)
-    pct = df[comps].rank(pct=True)
+    pct = unusual.rank(pct=True)
     crowd = pct[top & (cls == "normal")].idxmax(axis=1).value_counts()
     return {"per_class": per_class, "normal_top": {str(c): int(v) for c, v in crowd.items()},
             "normals_in_top": int((top & (cls == "normal")).sum()), "top": 2 * k}

@@ -21,6 +21,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+
 MODEL_NEEDS = ("vae", "cnn")
 
 
@@ -126,6 +128,14 @@ REGISTRY: list[Component] = [
     Component("mahalanobis", "Mahalanobis distance to the distribution of all ranked frames' latents", 0.0,
               ("latents",), "cnnpipe.components.latent:mahalanobis"),
 ]
+
+
+def departure(name: str, values: np.ndarray) -> np.ndarray:
+    """How unusual each value of component ``name`` is, higher = stranger: the values themselves, or for a
+    ``two_sided`` component their distance from the median of ``values`` (NaN left out)."""
+    v = np.asarray(values, np.float64)
+    two_sided = any(c.two_sided for c in REGISTRY if c.name == name)
+    return np.abs(v - np.nanmedian(v)) if two_sided and np.isfinite(v).any() else v
 
 
 def names() -> list[str]:

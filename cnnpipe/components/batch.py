@@ -17,9 +17,9 @@ class ShardBatch:
 
     ``x`` (N, C, H, W) feature maps (intensity, Sobel magnitude...), ``valid`` (N, H, W) the unmasked
     fraction of each pixel, ``stats`` per-tile measurements made at ingestion (``sharpness``, ``coldness``;
-    with the frames, ``intensity_scale`` and ``intensity_offset``), ``frames`` (N, T, T) the ingested tiles, normalised by
-    ``stretch``, and ``codes`` each tile's row in the corner ``reference`` (None when no active component
-    needs them). The VAE's forward pass is run once, on first use.
+    with the frames, ``intensity_scale`` and ``intensity_offset``), ``frames`` (N, T, T) the ingested tiles,
+    normalised by ``stretch``, and ``codes`` each tile's row in the corner ``reference`` (None when no active
+    component needs them). The VAE's forward pass is run once, on first use.
     """
     x: torch.Tensor
     valid: torch.Tensor
@@ -52,11 +52,12 @@ class ShardBatch:
 
     def raw_level_noise(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Each tile's median level and robust noise (N,) on its frame's raw scale (the units of the input
-        file: ADU, counts), from :func:`cnnpipe.filters.level_noise`; computed once per batch."""
+        file: ADU, counts), from :func:`cnnpipe.filters.level_noise`; computed once per batch. A tile with no
+        finite pixel gets the batch's median values: no level is not an unusual level."""
         if self._raw_level is None:
-            level, noise = level_noise(self.linear_frames())
+            level, noise = (v.flatten() for v in level_noise(self.linear_frames()))
             offset = torch.as_tensor(self.stats["intensity_offset"], device=self.frames.device)
-            self._raw_level = (level.flatten().nan_to_num(0.0) + offset, noise.flatten().nan_to_num(0.0))
+            self._raw_level = (_neutral(level) + offset, _neutral(noise))
         return self._raw_level
 
     def latent(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,3 +86,11 @@ class LatentSpace:
     moments: np.ndarray | None = None     # (N, M) whole-tile statistics, same order
     cnn_features: np.ndarray | None = None   # (N, H) the CNN's penultimate activations, same order
     layout: np.ndarray | None = None      # (N, S*S) thumbnails of the intensity, same order
+
+
+def _neutral(v: torch.Tensor) -> torch.Tensor:
+    """``v`` with NaN replaced by the median of its other values (0 where all are NaN)."""
+    nan = torch.isnan(v)
+    if not bool(nan.any()):
+        return v
+    return torch.where(nan, torch.nanmedian(v).nan_to_num(0.0), v)
