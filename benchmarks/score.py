@@ -42,6 +42,7 @@ def tiles_and_reference(d, cfg, man_path, n: int, device: torch.device):
     frames.parent.mkdir(exist_ok=True)
     with h5py.File(frames, "w") as f:
         f["frames"] = np.random.default_rng(1).random((n, tile, tile), dtype=np.float32)
+        f["intensity_scale"], f["intensity_offset"] = np.ones(n, np.float32), np.zeros(n, np.float32)
     man = read_csv(man_path).assign(y0=0, x0=0, population="bench.h5:/x")
     bank = sample_bank([frames], man, s.patch_size, s.patch_stride, s.patch_bank, cfg.seed, device, pool=s.patch_pool)
     reference = d / "reference.h5"
